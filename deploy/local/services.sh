@@ -1,0 +1,335 @@
+#!/usr/bin/env bash
+# Installs, starts and stops the real services Weir runs against on one machine:
+# a single-node Apache Kafka 4.x broker (KRaft, combined broker + controller) and an etcd server,
+# both on 127.0.0.1.
+#
+#   deploy/local/services.sh install   apt packages + Kafka jars (cached; seconds the second time)
+#   deploy/local/services.sh start     start both (installs first if needed); returns when both answer
+#   deploy/local/services.sh stop      stop what `start` started, by recorded pid
+#   deploy/local/services.sh status    say what runs; exit 0 only when both run
+#   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
+#   deploy/local/services.sh env       print the addresses as shell variables
+#
+# Environment (defaults in brackets):
+#   WEIR_KAFKA_PORT [9092]  WEIR_KAFKA_CONTROLLER_PORT [9093]  WEIR_ETCD_PORT [2379]
+#   WEIR_ETCD_PEER_PORT [2380]  WEIR_CACHE_DIR [~/.cache/weir]  WEIR_DATA_DIR [$WEIR_CACHE_DIR/services]
+#   WEIR_KAFKA_HEAP [512m]  WEIR_START_TIMEOUT [90] seconds
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+
+kafka_port="${WEIR_KAFKA_PORT:-9092}"
+controller_port="${WEIR_KAFKA_CONTROLLER_PORT:-9093}"
+etcd_port="${WEIR_ETCD_PORT:-2379}"
+etcd_peer_port="${WEIR_ETCD_PEER_PORT:-2380}"
+cache_dir="${WEIR_CACHE_DIR:-$HOME/.cache/weir}"
+data_dir="${WEIR_DATA_DIR:-$cache_dir/services}"
+kafka_heap="${WEIR_KAFKA_HEAP:-512m}"
+start_timeout="${WEIR_START_TIMEOUT:-90}"
+
+log_dir="$data_dir/logs"
+run_dir="$data_dir/run"
+kafka_data="$data_dir/kafka"
+etcd_data="$data_dir/etcd"
+
+pom="$here/kafka/pom.xml"
+# The jar cache is keyed by the pom's content, so changing the Kafka version installs afresh.
+kafka_key="$(sha256sum "$pom" | cut -c1-16)"
+kafka_libs="$cache_dir/kafka/$kafka_key/libs"
+
+# Debian packages Weir's build and services need. The command each provides is checked first, so
+# a machine that has them already never touches apt.
+apt_packages=(protobuf-compiler etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl openjdk-17-jre-headless maven)
+
+say() { printf 'services: %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+# ---------------------------------------------------------------------------------------------
+# install
+
+missing_packages() {
+  local pkg
+  for pkg in "${apt_packages[@]}"; do
+    case "$pkg" in
+      # Any JDK 17+ and any Maven will do; only ask apt when the commands are missing.
+      openjdk-17-jre-headless) command -v java >/dev/null 2>&1 && continue ;;
+      maven) command -v mvn >/dev/null 2>&1 && continue ;;
+    esac
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || echo "$pkg"
+  done
+}
+
+install_packages() {
+  local missing
+  missing="$(missing_packages | tr '\n' ' ')"
+  if [ -z "${missing// /}" ]; then
+    say "apt packages: already installed"
+    return
+  fi
+  local sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || die "apt packages: need root or sudo to install: $missing"
+    sudo="sudo"
+  fi
+  say "apt packages: installing $missing"
+  $sudo apt-get update -qq >"$log_dir/apt.log" 2>&1 \
+    || { tail -20 "$log_dir/apt.log" >&2; die "apt packages: 'apt-get update' failed (log: $log_dir/apt.log)"; }
+  # shellcheck disable=SC2086
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >>"$log_dir/apt.log" 2>&1 \
+    || { tail -20 "$log_dir/apt.log" >&2; die "apt packages: 'apt-get install $missing' failed (log: $log_dir/apt.log)"; }
+}
+
+install_kafka() {
+  if [ -f "$kafka_libs/.complete" ]; then
+    say "kafka jars: cached in $kafka_libs"
+    return
+  fi
+  command -v mvn >/dev/null 2>&1 || die "kafka jars: mvn not found (the apt step should have installed maven)"
+  say "kafka jars: resolving $(kafka_version) with Maven into $kafka_libs"
+  local tmp="$kafka_libs.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  if ! mvn -B -q -f "$pom" dependency:copy-dependencies -DincludeScope=runtime \
+      -DoutputDirectory="$tmp" >"$log_dir/maven.log" 2>&1; then
+    tail -30 "$log_dir/maven.log" >&2
+    rm -rf "$tmp"
+    die "kafka jars: Maven could not resolve $pom (is the Maven registry reachable? log: $log_dir/maven.log)"
+  fi
+  ls "$tmp"/kafka_2.13-*.jar >/dev/null 2>&1 || die "kafka jars: Maven ran but no kafka_2.13 jar arrived in $tmp"
+  touch "$tmp/.complete"
+  rm -rf "$kafka_libs"
+  mv "$tmp" "$kafka_libs"
+}
+
+kafka_version() {
+  sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$pom"
+}
+
+cmd_install() {
+  mkdir -p "$log_dir"
+  install_packages
+  install_kafka
+  command -v cargo >/dev/null 2>&1 || die "rust: cargo not found; install a Rust toolchain (rustup) first"
+  command -v protoc >/dev/null 2>&1 || die "protoc not found after the apt step"
+  command -v etcd >/dev/null 2>&1 || die "etcd not found after the apt step"
+  say "install: done"
+}
+
+installed() {
+  [ -f "$kafka_libs/.complete" ] && command -v etcd >/dev/null 2>&1 && command -v protoc >/dev/null 2>&1 \
+    && command -v java >/dev/null 2>&1 && [ -z "$(missing_packages)" ]
+}
+
+# ---------------------------------------------------------------------------------------------
+# process bookkeeping: a service is "ours" when its pid file names a live process whose command
+# line still matches, so a recycled pid is never mistaken for it (and never killed).
+
+pid_of() { # name pattern
+  local file="$run_dir/$1.pid" pid
+  [ -f "$file" ] || return 1
+  pid="$(cat "$file")"
+  [ -n "$pid" ] && [ -r "/proc/$pid/cmdline" ] || return 1
+  tr '\0' ' ' <"/proc/$pid/cmdline" | grep -q -- "$2" || return 1
+  echo "$pid"
+}
+
+port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+
+etcd_healthy() {
+  curl -fsS --max-time 2 "http://127.0.0.1:$etcd_port/health" 2>/dev/null | grep -q '"health":"true"'
+}
+
+kafka_answers() {
+  # A real metadata request (ListTopics), not just an open port.
+  timeout 30 java -Xmx128m -cp "$kafka_libs/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+    -Dweir.log.file="$log_dir/kafka-probe.log" \
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$kafka_port" --list >/dev/null 2>&1
+}
+
+wait_until() { # description timeout-seconds command...
+  local what="$1" limit="$2" start
+  shift 2
+  start=$SECONDS
+  until "$@"; do
+    if ((SECONDS - start >= limit)); then
+      return 1
+    fi
+    sleep 0.5
+  done
+  say "$what: ready after $((SECONDS - start))s"
+}
+
+# ---------------------------------------------------------------------------------------------
+# etcd
+
+start_etcd() {
+  if pid="$(pid_of etcd "etcd --name weir-local")"; then
+    say "etcd: already running (pid $pid) on 127.0.0.1:$etcd_port"
+    return
+  fi
+  port_open "$etcd_port" && die "etcd: port $etcd_port is in use by a process this script did not start; set WEIR_ETCD_PORT"
+  mkdir -p "$etcd_data"
+  setsid nohup etcd --name weir-local --data-dir "$etcd_data" \
+    --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
+    --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
+    --initial-cluster "weir-local=http://127.0.0.1:$etcd_peer_port" \
+    >"$log_dir/etcd.log" 2>&1 </dev/null 9>&- &
+  echo $! >"$run_dir/etcd.pid"
+  if ! wait_until "etcd on 127.0.0.1:$etcd_port" "$start_timeout" etcd_healthy; then
+    tail -30 "$log_dir/etcd.log" >&2
+    die "etcd: not healthy after ${start_timeout}s (log: $log_dir/etcd.log)"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# kafka
+
+write_kafka_config() {
+  cat >"$data_dir/server.properties" <<EOF
+# Written by deploy/local/services.sh on every start; edit the script, not this file.
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$controller_port
+listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$kafka_data
+num.partitions=1
+# Tests and jobs create their topics explicitly; a typo must not create a topic silently.
+auto.create.topics.enable=false
+# One broker: every internal topic has one replica, or groups and transactions never start.
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=8
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+transaction.state.log.num.partitions=8
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+EOF
+}
+
+start_kafka() {
+  if pid="$(pid_of kafka "kafka.Kafka")"; then
+    say "kafka: already running (pid $pid) on 127.0.0.1:$kafka_port"
+    return
+  fi
+  port_open "$kafka_port" && die "kafka: port $kafka_port is in use by a process this script did not start; set WEIR_KAFKA_PORT"
+  port_open "$controller_port" && die "kafka: controller port $controller_port is in use; set WEIR_KAFKA_CONTROLLER_PORT"
+  mkdir -p "$kafka_data"
+  write_kafka_config
+  local java_opts=(-Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties")
+  if [ ! -f "$kafka_data/meta.properties" ]; then
+    # Static quorum (controller.quorum.voters): format without --standalone.
+    local cluster_id
+    cluster_id="$(java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
+      kafka.tools.StorageTool random-uuid)"
+    java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" >"$log_dir/kafka-format.out" 2>&1 \
+      || { cat "$log_dir/kafka-format.out" >&2; die "kafka: formatting storage in $kafka_data failed"; }
+    say "kafka: storage formatted (cluster $cluster_id)"
+  fi
+  setsid nohup java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
+    kafka.Kafka "$data_dir/server.properties" >"$log_dir/kafka.out" 2>&1 </dev/null 9>&- &
+  echo $! >"$run_dir/kafka.pid"
+  if ! wait_until "kafka port 127.0.0.1:$kafka_port" "$start_timeout" kafka_port_or_dead \
+      || ! pid_of kafka "kafka.Kafka" >/dev/null \
+      || ! wait_until "kafka metadata" 60 kafka_answers; then
+    tail -30 "$log_dir/kafka.log" "$log_dir/kafka.out" >&2 2>/dev/null || true
+    die "kafka: no answer on 127.0.0.1:$kafka_port after start (logs: $log_dir/kafka.log, $log_dir/kafka.out)"
+  fi
+}
+
+# True when the port is open, or when the broker process already died (no point waiting).
+kafka_port_or_dead() {
+  port_open "$kafka_port" || ! pid_of kafka "kafka.Kafka" >/dev/null
+}
+
+# ---------------------------------------------------------------------------------------------
+# stop / status
+
+stop_one() { # name pattern
+  local pid
+  if ! pid="$(pid_of "$1" "$2")"; then
+    say "$1: not running"
+    rm -f "$run_dir/$1.pid"
+    return
+  fi
+  kill -TERM "$pid" 2>/dev/null || true
+  local waited=0
+  while kill -0 "$pid" 2>/dev/null && ((waited < 60)); do
+    sleep 0.5
+    waited=$((waited + 1))
+  done
+  if kill -0 "$pid" 2>/dev/null; then
+    say "$1: did not stop within 30s; killing pid $pid"
+    kill -KILL "$pid" 2>/dev/null || true
+  fi
+  rm -f "$run_dir/$1.pid"
+  say "$1: stopped (pid $pid)"
+}
+
+cmd_status() {
+  local rc=0 pid
+  if pid="$(pid_of etcd "etcd --name weir-local")"; then
+    if etcd_healthy; then say "etcd: running (pid $pid), healthy on http://127.0.0.1:$etcd_port"
+    else say "etcd: running (pid $pid) but not healthy on http://127.0.0.1:$etcd_port"; rc=1; fi
+  else
+    say "etcd: not running"; rc=1
+  fi
+  if pid="$(pid_of kafka "kafka.Kafka")"; then
+    if port_open "$kafka_port"; then say "kafka: running (pid $pid), listening on 127.0.0.1:$kafka_port"
+    else say "kafka: running (pid $pid) but not listening on 127.0.0.1:$kafka_port"; rc=1; fi
+  else
+    say "kafka: not running"; rc=1
+  fi
+  say "data and logs: $data_dir"
+  return $rc
+}
+
+# Serialise start/stop/reset: two test binaries may ask for the services at the same time.
+with_lock() {
+  mkdir -p "$data_dir" "$log_dir" "$run_dir"
+  exec 9>"$data_dir/.lock"
+  flock -w 300 9 || die "another services.sh holds $data_dir/.lock"
+  "$@"
+}
+
+cmd_start() {
+  installed || cmd_install
+  start_etcd
+  start_kafka
+  say "up: kafka 127.0.0.1:$kafka_port, etcd http://127.0.0.1:$etcd_port (logs in $log_dir)"
+}
+
+cmd_stop() {
+  stop_one kafka "kafka.Kafka"
+  stop_one etcd "etcd --name weir-local"
+}
+
+cmd_reset() {
+  cmd_stop
+  rm -rf "$kafka_data" "$etcd_data" "$log_dir" "$data_dir/server.properties"
+  say "reset: deleted Kafka and etcd data under $data_dir"
+}
+
+cmd_env() {
+  echo "WEIR_KAFKA_BROKERS=127.0.0.1:$kafka_port"
+  echo "WEIR_ETCD_ENDPOINTS=http://127.0.0.1:$etcd_port"
+}
+
+case "${1:-}" in
+  install) with_lock cmd_install ;;
+  start) with_lock cmd_start ;;
+  stop) with_lock cmd_stop ;;
+  reset) with_lock cmd_reset ;;
+  status) mkdir -p "$run_dir"; cmd_status ;;
+  env) cmd_env ;;
+  *)
+    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    exit 2
+    ;;
+esac

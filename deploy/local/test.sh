@@ -1,0 +1,55 @@
+#!/usr/bin/env bash
+# The README test command: installs what Weir needs (apt packages, Kafka jars), starts the local
+# Kafka and etcd unless they already run, then lints, builds once and runs every test against
+# the real services. Services this script started are stopped when it ends, pass or fail.
+#
+# Extra arguments go to `cargo test`, e.g. `deploy/local/test.sh -p weir-tests smoke`.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+cd "$root"
+services="$root/deploy/local/services.sh"
+
+step() { printf '\n== %s\n' "$*" >&2; }
+
+step "install (apt packages, Kafka jars; cached after the first run)"
+bash "$services" install
+
+step "services"
+if bash "$services" status; then
+  echo "services already running; leaving them running afterwards" >&2
+else
+  bash "$services" start
+  trap 'bash "$services" stop' EXIT
+fi
+# The tests must use these services; if one dies mid-run they fail instead of starting another.
+export WEIR_TEST_NO_START=1
+
+for tool in rustfmt cargo-clippy; do
+  command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool not found; add it with 'rustup component add ${tool#cargo-}'" >&2; exit 1; }
+done
+
+step "format"
+cargo fmt --all --check
+
+step "one tonic and one prost in the tree (the versions etcd-client is built on)"
+versions="$(cargo tree --workspace --locked -e normal,build --prefix none \
+  | sed -n -E 's/^(tonic|prost) (v[0-9.]+).*/\1 \2/p' | sort -u)"
+echo "$versions" >&2
+if [ "$(echo "$versions" | cut -d' ' -f1 | uniq -d)" != "" ]; then
+  echo "error: more than one version of tonic or prost in the dependency tree" >&2
+  exit 1
+fi
+
+step "clippy"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "build (binaries are started as child processes by the tests)"
+cargo build --workspace --bins --locked
+
+step "tests"
+# Unit and integration test targets (doc tests: none yet). The summary line totals every target.
+log="$root/target/test-output.log"
+cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$log"
+awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
+     END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"

@@ -1,0 +1,194 @@
+//! A process supervisor for fault tests: starts the project's binaries as child processes, kills
+//! (`SIGKILL`), pauses (`SIGSTOP`), resumes (`SIGCONT`) and terminates (`SIGTERM`) them, and kills
+//! every child when it is dropped, so a failing or panicking test leaves no process behind.
+//!
+//! Each child's stdout and stderr go to a log file; when a test panics, the supervisor prints
+//! the tail of every child's log, which is usually where the reason is.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+struct Supervised {
+    name: String,
+    child: Child,
+    log: PathBuf,
+}
+
+pub struct Supervisor {
+    children: Vec<Supervised>,
+    log_dir: PathBuf,
+    starts: HashMap<String, u32>,
+}
+
+impl Supervisor {
+    /// A supervisor whose child logs go to `target/weir-test-logs/{test}`.
+    pub fn new(test: &str) -> Self {
+        let exe = std::env::current_exe().expect("test executable path");
+        let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
+        let log_dir = target.join("weir-test-logs").join(crate::names::unique(test));
+        std::fs::create_dir_all(&log_dir).expect("create test log directory");
+        Self { children: Vec::new(), log_dir, starts: HashMap::new() }
+    }
+
+    /// Starts `command` as the child called `name`. A later `spawn` with the same name (a
+    /// restart) replaces it for `kill`, `pause` and the rest; the old one is still cleaned up.
+    pub fn spawn(&mut self, name: &str, mut command: Command) -> u32 {
+        let n = self.starts.entry(name.to_owned()).or_default();
+        *n += 1;
+        let log = self.log_dir.join(format!("{name}.{n}.log"));
+        let out = File::create(&log).expect("create child log");
+        let err = out.try_clone().expect("clone child log handle");
+        command.stdin(Stdio::null()).stdout(out).stderr(err);
+        // If the test process itself dies (killed by a CI timeout), take the child with it.
+        // SAFETY: prctl is async-signal-safe and touches only the child's own state.
+        unsafe {
+            command.pre_exec(|| {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let child = command.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let pid = child.id();
+        self.children.push(Supervised { name: name.to_owned(), child, log });
+        pid
+    }
+
+    fn current(&mut self, name: &str) -> &mut Supervised {
+        self.children
+            .iter_mut()
+            .rev()
+            .find(|c| c.name == name)
+            .unwrap_or_else(|| panic!("no child called {name}"))
+    }
+
+    fn signal(&mut self, name: &str, signal: Signal) {
+        let child = self.current(name);
+        let pid = Pid::from_raw(child.child.id() as i32);
+        // ESRCH (already reaped) is fine for the callers: the process is not running either way.
+        let _ = kill(pid, signal);
+    }
+
+    /// `kill -9`, then reap it.
+    pub fn kill(&mut self, name: &str) -> ExitStatus {
+        self.signal(name, Signal::SIGKILL);
+        self.current(name).child.wait().expect("wait for killed child")
+    }
+
+    /// `SIGSTOP`: the process stays alive but does nothing, as a hung machine would. Returns once
+    /// the kernel shows it stopped (signals are delivered asynchronously).
+    pub fn pause(&mut self, name: &str) {
+        self.signal(name, Signal::SIGSTOP);
+        self.await_state(name, |state| state == Some('T'), "stopped");
+    }
+
+    /// `SIGCONT` after [`pause`](Self::pause). Returns once it is no longer stopped.
+    pub fn resume(&mut self, name: &str) {
+        self.signal(name, Signal::SIGCONT);
+        self.await_state(name, |state| state != Some('T'), "running");
+    }
+
+    fn await_state(&mut self, name: &str, wanted: impl Fn(Option<char>) -> bool, what: &str) {
+        let pid = self.current(name).child.id();
+        let started = Instant::now();
+        while !wanted(process_state(pid)) {
+            assert!(started.elapsed() < Duration::from_secs(5), "{name} (pid {pid}) is not {what}");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// `SIGTERM`, then wait up to `grace` for a clean exit. Panics if it does not exit in time
+    /// (the process is killed by the supervisor's drop).
+    pub async fn terminate(&mut self, name: &str, grace: Duration) -> ExitStatus {
+        self.signal(name, Signal::SIGTERM);
+        self.wait_exit(name, grace)
+            .await
+            .unwrap_or_else(|| panic!("{name} did not exit within {grace:?} of SIGTERM"))
+    }
+
+    /// Waits up to `limit` for the child to exit on its own; `None` if it still runs.
+    pub async fn wait_exit(&mut self, name: &str, limit: Duration) -> Option<ExitStatus> {
+        let started = Instant::now();
+        loop {
+            if let Some(status) = self.current(name).child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if started.elapsed() >= limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Whether the latest child called `name` is still running (paused counts as running).
+    pub fn is_running(&mut self, name: &str) -> bool {
+        self.current(name).child.try_wait().expect("try_wait").is_none()
+    }
+
+    /// Everything the latest child called `name` wrote so far.
+    pub fn log(&mut self, name: &str) -> String {
+        let path = self.current(name).log.clone();
+        std::fs::read_to_string(path).unwrap_or_default()
+    }
+
+    /// Waits until the latest child called `name` has logged `needle`; panics after `limit`
+    /// with the log, or as soon as the child exits without logging it.
+    pub async fn wait_for_log(&mut self, name: &str, needle: &str, limit: Duration) {
+        let started = Instant::now();
+        loop {
+            if self.log(name).contains(needle) {
+                return;
+            }
+            let exited = !self.is_running(name);
+            if exited || started.elapsed() >= limit {
+                panic!(
+                    "{name} {} without logging {needle:?}; its log:\n{}",
+                    if exited { "exited" } else { "ran for the time limit" },
+                    self.log(name)
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub fn log_dir(&self) -> &Path {
+        &self.log_dir
+    }
+}
+
+/// The state letter of `/proc/{pid}/stat` ('R' running, 'S' sleeping, 'T' stopped, 'Z' zombie),
+/// or `None` when no such process exists.
+pub fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The state follows the command name, which is in parentheses and may contain spaces.
+    stat.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+impl Drop for Supervisor {
+    fn drop(&mut self) {
+        let panicking = std::thread::panicking();
+        for c in &mut self.children {
+            if c.child.try_wait().ok().flatten().is_none() {
+                // SIGKILL also ends a SIGSTOPped process.
+                let _ = c.child.kill();
+                let _ = c.child.wait();
+            }
+            if panicking {
+                let log = std::fs::read_to_string(&c.log).unwrap_or_default();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!("--- last lines of {} ({}) ---", c.name, c.log.display());
+                for line in tail.iter().rev() {
+                    eprintln!("{line}");
+                }
+            }
+        }
+    }
+}
