@@ -225,8 +225,11 @@ start_kafka() {
   if [ ! -f "$kafka_data/meta.properties" ]; then
     # Static quorum (controller.quorum.voters): format without --standalone.
     local cluster_id
-    cluster_id="$(java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
-      kafka.tools.StorageTool random-uuid)"
+    local out
+    out="$(java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
+      kafka.tools.StorageTool random-uuid 2>&1)" \
+      || { echo "$out" >&2; die "kafka: 'StorageTool random-uuid' failed (java: $(command -v java))"; }
+    cluster_id="$(tail -n 1 <<<"$out")"
     java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
       kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" >"$log_dir/kafka-format.out" 2>&1 \
       || { cat "$log_dir/kafka-format.out" >&2; die "kafka: formatting storage in $kafka_data failed"; }
@@ -234,9 +237,10 @@ start_kafka() {
   fi
   setsid nohup java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
     kafka.Kafka "$data_dir/server.properties" >"$log_dir/kafka.out" 2>&1 </dev/null 9>&- &
-  echo $! >"$run_dir/kafka.pid"
+  kafka_pid=$!
+  echo "$kafka_pid" >"$run_dir/kafka.pid"
   if ! wait_until "kafka port 127.0.0.1:$kafka_port" "$start_timeout" kafka_port_or_dead \
-      || ! pid_of kafka "kafka.Kafka" >/dev/null \
+      || ! kill -0 "$kafka_pid" 2>/dev/null \
       || ! wait_until "kafka metadata" 60 kafka_answers; then
     tail -30 "$log_dir/kafka.log" "$log_dir/kafka.out" >&2 2>/dev/null || true
     die "kafka: no answer on 127.0.0.1:$kafka_port after start (logs: $log_dir/kafka.log, $log_dir/kafka.out)"
@@ -245,7 +249,7 @@ start_kafka() {
 
 # True when the port is open, or when the broker process already died (no point waiting).
 kafka_port_or_dead() {
-  port_open "$kafka_port" || ! pid_of kafka "kafka.Kafka" >/dev/null
+  port_open "$kafka_port" || ! kill -0 "$kafka_pid" 2>/dev/null
 }
 
 # ---------------------------------------------------------------------------------------------
