@@ -7,8 +7,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!("cargo:rerun-if-changed={proto}");
     }
     tonic_prost_build::configure()
-        .build_server(true)
-        .build_client(true)
         .compile_protos(&protos, &["."])
         .map_err(|e| format!("compiling weir.v1 protos failed (is protoc installed? run deploy/local/services.sh install): {e}").into())
 }

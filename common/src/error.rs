@@ -1,12 +1,7 @@
-//! Errors shared across crates. Each error says whether retrying can help, so one retry
-//! function (and one mapping to gRPC status) can decide for all of them.
+//! Errors shared across crates, with fields rather than pre-formatted strings.
 
-/// Whether the operation that failed may succeed if tried again unchanged.
-pub trait Retryable {
-    fn is_retryable(&self) -> bool;
-}
-
-/// A protobuf value that decodes but does not make sense as a Weir domain value.
+/// A protobuf value that cannot be read as a Weir domain value: bad bytes, a bad field, or a
+/// format newer than this build.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ProtoError {
     #[error("cannot decode {message}: {reason}")]
@@ -17,11 +12,4 @@ pub enum ProtoError {
         "{message} has format_version {found}, newer than this Weir understands ({supported}); upgrade Weir before reading this checkpoint"
     )]
     NewerFormat { message: &'static str, found: u32, supported: u32 },
-}
-
-impl Retryable for ProtoError {
-    /// Bad bytes stay bad: never retry.
-    fn is_retryable(&self) -> bool {
-        false
-    }
 }

@@ -8,5 +8,5 @@ pub mod shutdown;
 pub mod telemetry;
 
 pub use checkpoint::OffsetsCheckpoint;
-pub use error::{ProtoError, Retryable};
+pub use error::ProtoError;
 pub use offset_range::{OffsetRange, TopicPartition};

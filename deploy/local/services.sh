@@ -9,6 +9,7 @@
 #   deploy/local/services.sh status    say what runs; exit 0 only when both run
 #   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
 #   deploy/local/services.sh env       print the addresses as shell variables
+#   deploy/local/services.sh kafka-tool CLASS ARGS...   run a Kafka tool from the cached jars
 #
 # Environment (defaults in brackets):
 #   WEIR_KAFKA_PORT [9092]  WEIR_KAFKA_CONTROLLER_PORT [9093]  WEIR_ETCD_PORT [2379]
@@ -325,6 +326,14 @@ cmd_env() {
   echo "WEIR_ETCD_ENDPOINTS=http://127.0.0.1:$etcd_port"
 }
 
+# Runs one of Kafka's own tools (a main class from the cached jars) against the local broker.
+cmd_kafka_tool() {
+  [ -f "$kafka_libs/.complete" ] || die "kafka jars not installed; run '$0 install'"
+  [ $# -ge 1 ] || die "usage: $0 kafka-tool MAIN_CLASS [ARGS...]"
+  exec java -Xmx256m -cp "$kafka_libs/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+    -Dweir.log.file="$log_dir/kafka-tool.log" "$@"
+}
+
 case "${1:-}" in
   install) with_lock cmd_install ;;
   start) with_lock cmd_start ;;
@@ -332,8 +341,10 @@ case "${1:-}" in
   reset) with_lock cmd_reset ;;
   status) mkdir -p "$run_dir"; cmd_status ;;
   env) cmd_env ;;
+  kafka-tool) shift; mkdir -p "$log_dir"; cmd_kafka_tool "$@" ;;
   *)
-    sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//' >&2
+    # The usage is the comment block at the top of this file.
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
     exit 2
     ;;
 esac
