@@ -5,10 +5,9 @@
 //! Each child's stdout and stderr go to a log file; when a test panics, the supervisor prints
 //! the tail of every child's log, which is usually where the reason is.
 
-use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -24,7 +23,6 @@ struct Supervised {
 pub struct Supervisor {
     children: Vec<Supervised>,
     log_dir: PathBuf,
-    starts: HashMap<String, u32>,
 }
 
 impl Supervisor {
@@ -34,14 +32,14 @@ impl Supervisor {
         let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
         let log_dir = target.join("weir-test-logs").join(crate::names::unique(test));
         std::fs::create_dir_all(&log_dir).expect("create test log directory");
-        Self { children: Vec::new(), log_dir, starts: HashMap::new() }
+        Self { children: Vec::new(), log_dir }
     }
 
     /// Starts `command` as the child called `name`. A later `spawn` with the same name (a
     /// restart) replaces it for `kill`, `pause` and the rest; the old one is still cleaned up.
     pub fn spawn(&mut self, name: &str, mut command: Command) -> u32 {
-        let n = self.starts.entry(name.to_owned()).or_default();
-        *n += 1;
+        // The n-th start of this name: restarts keep their earlier logs.
+        let n = self.children.iter().filter(|c| c.name == name).count() + 1;
         let log = self.log_dir.join(format!("{name}.{n}.log"));
         let out = File::create(&log).expect("create child log");
         let err = out.try_clone().expect("clone child log handle");
@@ -157,10 +155,6 @@ impl Supervisor {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-    }
-
-    pub fn log_dir(&self) -> &Path {
-        &self.log_dir
     }
 }
 
