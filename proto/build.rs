@@ -2,7 +2,7 @@
 //! Needs `protoc` (Debian's `protobuf-compiler`, installed by `deploy/local/services.sh install`).
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let protos = ["weir/v1/checkpoint.proto"];
+    let protos = ["weir/v1/checkpoint.proto", "weir/v1/executor.proto"];
     for proto in protos {
         println!("cargo:rerun-if-changed={proto}");
     }

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use prost::Message;
 use weir_proto::v1 as pb;
 
-use crate::error::ProtoError;
+use crate::error::{ProtoError, check_format_version, decode};
 use crate::offset_range::TopicPartition;
 
 /// The newest `OffsetsCheckpoint.format_version` this build writes and reads.
@@ -41,11 +41,7 @@ impl OffsetsCheckpoint {
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
-        let value = pb::OffsetsCheckpoint::decode(bytes).map_err(|e| ProtoError::Decode {
-            message: "OffsetsCheckpoint",
-            reason: e.to_string(),
-        })?;
-        Self::try_from(value)
+        Self::try_from(decode::<pb::OffsetsCheckpoint>("OffsetsCheckpoint", bytes)?)
     }
 }
 
@@ -58,17 +54,7 @@ impl TryFrom<pb::OffsetsCheckpoint> for OffsetsCheckpoint {
             field,
             reason,
         };
-        match value.format_version {
-            0 => return Err(invalid("format_version", "missing (0); not written by Weir".into())),
-            v if v > OFFSETS_FORMAT_VERSION => {
-                return Err(ProtoError::NewerFormat {
-                    message: "OffsetsCheckpoint",
-                    found: v,
-                    supported: OFFSETS_FORMAT_VERSION,
-                });
-            }
-            _ => {}
-        }
+        check_format_version("OffsetsCheckpoint", value.format_version, OFFSETS_FORMAT_VERSION)?;
         let mut next_offsets = BTreeMap::new();
         for p in value.offsets {
             let tp = TopicPartition::new(p.topic, p.partition);

@@ -1,12 +1,20 @@
-//! Shared by every Weir process: domain types and their one conversion to and from `weir.v1`,
-//! errors, telemetry set-up and the shutdown signal.
+//! Shared by every Weir process: the job config, the record and its transforms, domain types and
+//! their one conversion to and from `weir.v1`, errors, telemetry set-up and the shutdown signal.
 
+pub mod batch;
 pub mod checkpoint;
+pub mod config;
 pub mod error;
+pub mod lanes;
 pub mod offset_range;
+pub mod protocol;
+pub mod record;
+pub mod retry;
 pub mod shutdown;
 pub mod telemetry;
+pub mod transform;
 
 pub use checkpoint::OffsetsCheckpoint;
 pub use error::ProtoError;
 pub use offset_range::{OffsetRange, TopicPartition};
+pub use record::{Header, Record};

@@ -1,13 +1,39 @@
-use clap::Parser;
+use std::path::PathBuf;
+use std::sync::Arc;
 
-/// The Weir driver process.
+use clap::Parser;
+use weir_common::config::JobConfig;
+
+/// The Weir driver: plans a job's batches, hands them to executors, checkpoints in etcd.
 #[derive(Parser)]
 #[command(name = "weir-driver", version, about)]
-struct Args {}
+struct Args {
+    /// The job config (TOML). See docs/configuration.md.
+    #[arg(long, env = "WEIR_CONFIG")]
+    config: PathBuf,
+    /// Overrides one config key, after the file and WEIR__SECTION__KEY variables:
+    /// `--set job.batch_interval=2s`. Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    overrides: Vec<String>,
+}
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    let Args {} = Args::parse();
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
     weir_common::telemetry::init();
-    weir_driver::run(weir_common::shutdown::signal()).await
+    let config = match JobConfig::load(Some(&args.config), std::env::vars(), &args.overrides) {
+        Ok(config) => Arc::new(config),
+        Err(e) => {
+            eprintln!("weir-driver: invalid config: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match weir_driver::run(config, weir_common::shutdown::signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "Driver stopped");
+            eprintln!("weir-driver: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

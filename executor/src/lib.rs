@@ -1,18 +1,87 @@
-//! The Weir executor: reads the offset ranges the driver assigns, runs the transform and writes
-//! the results to the sink.
+//! The Weir executor: attaches to the job's leading driver, runs the tasks it assigns (read an
+//! offset range, transform, write to the sink), reports them, and follows the leader when the
+//! driver changes.
 //!
-//! Foundation stage: the process starts, logs, and stops cleanly on SIGTERM. Attaching to a
-//! driver, the range reader and the sinks arrive with the core-pipeline issue.
+//! `run` takes the transforms the binary registers, so a user builds an executor with their own
+//! transform by calling it from their own `main` (see `examples/custom_transform.rs`).
+
+mod context;
+mod error;
+mod kafka;
+mod session;
+mod sink;
+mod task;
 
 use std::future::Future;
+use std::time::Duration;
 
-/// Runs the executor until `shutdown` resolves.
-pub async fn run(shutdown: impl Future<Output = &'static str>) -> anyhow::Result<()> {
-    tracing::info!(
-        version = env!("CARGO_PKG_VERSION"),
-        "Executor started; no task execution in this build yet"
-    );
-    let signal = shutdown.await;
-    tracing::info!(signal, "Executor stopping");
-    Ok(())
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span};
+use weir_common::retry::Backoff;
+pub use weir_common::transform::{Transform, TransformRegistry};
+
+pub use error::ExecutorError;
+pub use session::ExecutorOptions;
+
+use crate::session::{Attacher, SessionEnd};
+
+const FIND_DRIVER: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(3),
+    give_up_after: None,
+};
+
+/// Runs the executor until `shutdown` resolves; then it finishes its running tasks, reports
+/// them and returns.
+pub async fn run(
+    options: ExecutorOptions,
+    transforms: TransformRegistry,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+) -> Result<(), ExecutorError> {
+    let span = info_span!("executor", job = %options.job, executor = %options.id);
+    let stop = CancellationToken::new();
+    let on_signal = stop.clone();
+    tokio::spawn(async move {
+        let signal = shutdown.await;
+        info!(signal, "Shutdown requested");
+        on_signal.cancel();
+    });
+    async move {
+        info!(slots = options.slots, "Executor started");
+        let mut attacher = Attacher::new(options, transforms);
+        let mut attempt = 0;
+        loop {
+            let found = tokio::select! {
+                found = attacher.find_driver() => found,
+                _ = stop.cancelled() => return Ok(()),
+            };
+            let end = match found {
+                Ok(url) => attacher.session(&url, &stop).await,
+                Err(e) => SessionEnd::Lost(e.to_string()),
+            };
+            match end {
+                SessionEnd::Stopped => return Ok(()),
+                SessionEnd::Lost(reason) => {
+                    attempt += 1;
+                    let delay = FIND_DRIVER.delay(attempt.min(5));
+                    // Waiting for a driver is normal at start and during a failover: log it
+                    // once per streak, then quietly.
+                    if attempt == 1 {
+                        info!(%reason, "No driver session; looking for the leader");
+                    } else {
+                        tracing::debug!(%reason, attempt, "Still looking for the leader");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = stop.cancelled() => return Ok(()),
+                    }
+                }
+            }
+            if stop.is_cancelled() {
+                return Ok(());
+            }
+        }
+    }
+    .instrument(span)
+    .await
 }

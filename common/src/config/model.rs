@@ -1,0 +1,246 @@
+//! The job config's types, section by section, with their defaults. Every struct refuses unknown
+//! keys. The shapes that plain derives cannot express (`starting_offsets`, addresses, Kafka
+//! property values) are read and written by `super::de`.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::de;
+use crate::transform::TransformConfig;
+
+/// A whole job config: what the driver reads from its file and sends to every executor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobConfig {
+    pub job: JobSection,
+    pub source: SourceConfig,
+    #[serde(default)]
+    pub transform: TransformConfig,
+    pub sink: SinkConfig,
+    #[serde(default)]
+    pub checkpoint: CheckpointConfig,
+    #[serde(default)]
+    pub driver: DriverSection,
+}
+
+/// `[job]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JobSection {
+    /// Namespaces etcd keys, the Kafka group `weir.{name}` and transactional ids.
+    pub name: String,
+    /// How often the driver plans a batch.
+    #[serde(default = "default_batch_interval", with = "super::duration")]
+    pub batch_interval: Duration,
+}
+
+/// `[source]`: the Kafka topics the job reads.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceConfig {
+    /// Comma-separated `host:port` list.
+    pub brokers: String,
+    /// Fixed topic names; exactly one of `topics` and `pattern` is given.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub topics: Vec<String>,
+    /// A regex matched against whole topic names (see [`SourceConfig::topic_matcher`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pattern: Option<String>,
+    /// Where a partition starts when etcd holds no offsets for it yet.
+    #[serde(default)]
+    pub starting_offsets: StartingOffsets,
+    /// `[source.kafka]`: librdkafka consumer properties, passed through.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "de::kafka_properties"
+    )]
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl SourceConfig {
+    /// The pattern anchored as `^(?:pattern)$`, so it must match the whole topic name. `None`
+    /// when topics are listed (or the pattern does not compile, which `validate` refuses).
+    pub fn topic_matcher(&self) -> Option<regex::Regex> {
+        self.pattern.as_deref().and_then(|pattern| anchored(pattern).ok())
+    }
+
+    /// True when the job reads `topic`: it is listed, or it matches the pattern.
+    pub fn reads(&self, topic: &str) -> bool {
+        self.topics.iter().any(|t| t == topic)
+            || self.topic_matcher().is_some_and(|matcher| matcher.is_match(topic))
+    }
+}
+
+pub(super) fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
+    regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// Where a partition starts on the job's first run. Once offsets are in etcd they win.
+///
+/// TOML: `"earliest"`, `"latest"`, `{ timestamp_ms = 1700000000000 }` or
+/// `{ offsets = { topic = { 0 = 42, 1 = 7 } } }`. With `offsets`, partitions not listed start at
+/// the earliest offset.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum StartingOffsets {
+    #[default]
+    Earliest,
+    Latest,
+    /// The first offset whose record timestamp is at or after this time.
+    Timestamp {
+        timestamp_ms: i64,
+    },
+    /// topic -> partition -> offset.
+    Offsets {
+        offsets: BTreeMap<String, BTreeMap<i32, i64>>,
+    },
+}
+
+/// `[sink]`: where the transformed records go.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SinkConfig {
+    #[serde(rename = "type")]
+    pub kind: SinkKind,
+    /// Kafka sink only. Loading fills it with `source.brokers` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brokers: Option<String>,
+    /// Kafka sink only, required.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// File sink only, required: the output directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path: Option<PathBuf>,
+    #[serde(default)]
+    pub guarantee: Guarantee,
+    /// Kafka sink only.
+    #[serde(default)]
+    pub partitioning: Partitioning,
+    /// `[sink.kafka]`: librdkafka producer properties, passed through.
+    #[serde(
+        default,
+        skip_serializing_if = "BTreeMap::is_empty",
+        deserialize_with = "de::kafka_properties"
+    )]
+    pub kafka: BTreeMap<String, String>,
+}
+
+impl SinkConfig {
+    /// The sink's brokers: its own, or the source's when none are given.
+    pub fn brokers<'a>(&'a self, source: &'a SourceConfig) -> &'a str {
+        self.brokers.as_deref().unwrap_or(&source.brokers)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SinkKind {
+    Kafka,
+    File,
+    Stdout,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Guarantee {
+    ExactlyOnce,
+    #[default]
+    AtLeastOnce,
+    AtMostOnce,
+}
+
+impl fmt::Display for Guarantee {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Guarantee::ExactlyOnce => "exactly-once",
+            Guarantee::AtLeastOnce => "at-least-once",
+            Guarantee::AtMostOnce => "at-most-once",
+        })
+    }
+}
+
+/// How a Kafka sink picks the output partition.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Partitioning {
+    /// librdkafka's partitioner on the output key.
+    #[default]
+    Key,
+    /// The partition number the record was read from.
+    SameAsInput,
+}
+
+/// `[checkpoint]`: where the driver keeps plans and offsets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CheckpointConfig {
+    /// etcd endpoints, `http://` or `https://` URLs.
+    pub etcd: Vec<String>,
+    /// The key prefix; the job's keys live under `{prefix}/jobs/{job.name}/`.
+    pub prefix: String,
+}
+
+impl Default for CheckpointConfig {
+    fn default() -> Self {
+        CheckpointConfig {
+            etcd: vec!["http://127.0.0.1:2379".to_owned()],
+            prefix: "/weir".to_owned(),
+        }
+    }
+}
+
+/// `[driver]`: the driver's endpoints and how it watches executors and retries tasks.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriverSection {
+    /// Where the gRPC service listens.
+    #[serde(with = "de::socket_addr")]
+    pub grpc_listen: SocketAddr,
+    /// The URL executors use to reach the driver; see [`DriverSection::advertise_url`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub advertise: Option<String>,
+    /// Where the HTTP status page and `/metrics` listen; `None` (written `"off"`) disables it.
+    #[serde(with = "de::optional_socket_addr")]
+    pub http_listen: Option<SocketAddr>,
+    /// An executor silent this long is declared lost.
+    #[serde(with = "super::duration")]
+    pub executor_timeout: Duration,
+    /// How often executors send a heartbeat.
+    #[serde(with = "super::duration")]
+    pub heartbeat_interval: Duration,
+    /// A retryable task failure is retried up to this many attempts in total.
+    pub max_task_attempts: u32,
+    /// The first retry's delay; it doubles on each retry, capped at 30s.
+    #[serde(with = "super::duration")]
+    pub task_retry_backoff: Duration,
+}
+
+impl DriverSection {
+    /// `advertise`, or `http://{grpc_listen}` when it is not given.
+    pub fn advertise_url(&self) -> String {
+        self.advertise.clone().unwrap_or_else(|| format!("http://{}", self.grpc_listen))
+    }
+}
+
+impl Default for DriverSection {
+    fn default() -> Self {
+        DriverSection {
+            grpc_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7070)),
+            advertise: None,
+            http_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 7071))),
+            executor_timeout: Duration::from_secs(5),
+            heartbeat_interval: Duration::from_secs(1),
+            max_task_attempts: 4,
+            task_retry_backoff: Duration::from_millis(500),
+        }
+    }
+}
+
+fn default_batch_interval() -> Duration {
+    Duration::from_secs(1)
+}

@@ -1,0 +1,311 @@
+//! Loading, overrides, validation and the TOML round trip, judged by the values and error texts a
+//! user would see.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::*;
+use crate::transform::{OnRecordError, StepConfig};
+
+const MINIMAL: &str = r#"
+[job]
+name = "j"
+[source]
+brokers = "127.0.0.1:9092"
+topics = ["raw"]
+[sink]
+type = "stdout"
+"#;
+
+fn example_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/clean-events.toml")
+}
+
+fn error(text: &str) -> String {
+    JobConfig::from_toml_str(text).expect_err("the config should be refused").to_string()
+}
+
+fn with(extra: &str) -> String {
+    format!("{MINIMAL}{extra}")
+}
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+}
+
+fn strings(items: &[&str]) -> Vec<String> {
+    items.iter().map(|item| item.to_string()).collect()
+}
+
+/// Writes `text` to a fresh file for `JobConfig::load`.
+fn temp_file(name: &str, text: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("weir-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn the_example_loads_and_validates() {
+    let config = JobConfig::load(Some(&example_path()), Vec::new(), &[]).unwrap();
+    assert_eq!(config.job.name, "clean-events");
+    assert_eq!(config.source.topics, ["raw-events"]);
+    assert_eq!(config.transform.steps.len(), 5);
+    assert_eq!(
+        config.transform.steps[1],
+        StepConfig::Filter {
+            field: "type".into(),
+            equals: None,
+            not_equals: Some("heartbeat".into()),
+            exists: None
+        }
+    );
+    assert_eq!(config.transform.on_record_error, OnRecordError::DeadLetter);
+    assert_eq!(config.sink.kind, SinkKind::Kafka);
+    assert_eq!(config.sink.topic.as_deref(), Some("clean-events"));
+    assert_eq!(config.sink.brokers.as_deref(), Some("127.0.0.1:9092"), "filled from source");
+    assert_eq!(config.checkpoint, CheckpointConfig::default());
+    assert_eq!(config.driver, DriverSection::default());
+}
+
+#[test]
+fn a_minimal_config_gets_the_defaults() {
+    let config = JobConfig::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(config.job.batch_interval, Duration::from_secs(1));
+    assert_eq!(config.source.starting_offsets, StartingOffsets::Earliest);
+    assert!(config.source.kafka.is_empty());
+    assert_eq!(config.transform, Default::default());
+    assert_eq!(config.sink.guarantee, Guarantee::AtLeastOnce);
+    assert_eq!(config.sink.partitioning, Partitioning::Key);
+    assert_eq!(config.sink.brokers, None, "only a kafka sink gets the source's brokers");
+    assert_eq!(config.checkpoint.etcd, ["http://127.0.0.1:2379"]);
+    assert_eq!(config.checkpoint.prefix, "/weir");
+    let driver = &config.driver;
+    assert_eq!(driver.grpc_listen.to_string(), "127.0.0.1:7070");
+    assert_eq!(driver.advertise_url(), "http://127.0.0.1:7070");
+    assert_eq!(driver.http_listen.unwrap().to_string(), "127.0.0.1:7071");
+    assert_eq!(driver.executor_timeout, Duration::from_secs(5));
+    assert_eq!(driver.heartbeat_interval, Duration::from_secs(1));
+    assert_eq!(driver.max_task_attempts, 4);
+    assert_eq!(driver.task_retry_backoff, Duration::from_millis(500));
+    assert_eq!(config.source_topics(), ["raw"]);
+}
+
+#[test]
+fn each_starting_offsets_form_parses() {
+    let starting = |value: &str| {
+        JobConfig::from_toml_str(&MINIMAL.replace(
+            "topics = [\"raw\"]",
+            &format!("topics = [\"raw\"]\nstarting_offsets = {value}"),
+        ))
+        .map(|config| config.source.starting_offsets)
+    };
+    assert_eq!(starting("\"earliest\"").unwrap(), StartingOffsets::Earliest);
+    assert_eq!(starting("\"latest\"").unwrap(), StartingOffsets::Latest);
+    assert_eq!(
+        starting("{ timestamp_ms = 1700000000000 }").unwrap(),
+        StartingOffsets::Timestamp { timestamp_ms: 1_700_000_000_000 }
+    );
+    let offsets = BTreeMap::from([("raw".to_owned(), BTreeMap::from([(0, 42), (1, 7)]))]);
+    assert_eq!(
+        starting("{ offsets = { raw = { 0 = 42, 1 = 7 } } }").unwrap(),
+        StartingOffsets::Offsets { offsets }
+    );
+
+    let refused = |value: &str| starting(value).unwrap_err().to_string();
+    assert!(refused("\"newest\"").starts_with("source.starting_offsets: \"newest\" is not a"));
+    assert!(
+        refused("{ offsets = { raw = { x = 1 } } }")
+            .starts_with("source.starting_offsets.offsets.raw.x: \"x\" is not a partition number"),
+    );
+    assert_eq!(
+        refused("{ offsets = { raw = { 0 = -1 } } }"),
+        "source.starting_offsets.offsets.raw.0: got -1, expected an offset >= 0"
+    );
+    assert_eq!(
+        refused("{ offsets = { other = { 0 = 1 } } }"),
+        "source.starting_offsets.offsets.other: \"other\" is not in source.topics"
+    );
+    assert!(refused("{ at = 1 }").starts_with("source.starting_offsets.at: unknown key"));
+}
+
+#[test]
+fn env_beats_the_file_and_set_beats_env() {
+    let path = temp_file("precedence.toml", &with("[driver]\nexecutor_timeout = \"10s\"\n"));
+    let config = JobConfig::load(
+        Some(&path),
+        env(&[
+            ("WEIR__DRIVER__EXECUTOR_TIMEOUT", "20s"),
+            ("WEIR__JOB__BATCH_INTERVAL", "2s"),
+            ("WEIR__SOURCE__KAFKA__FETCH_MAX_BYTES", "1048576"),
+            ("WEIR_LOG", "debug"),
+            ("PATH", "/usr/bin"),
+        ]),
+        &strings(&[
+            "job.batch_interval=3s",
+            "source.topics=[\"a\",\"b\"]",
+            "source.kafka.enable.auto.commit=false",
+        ]),
+    )
+    .unwrap();
+    assert_eq!(config.driver.executor_timeout, Duration::from_secs(20), "env over file");
+    assert_eq!(config.job.batch_interval, Duration::from_secs(3), "--set over env");
+    assert_eq!(config.source.topics, ["a", "b"]);
+    let kafka = &config.source.kafka;
+    assert_eq!(kafka.get("fetch.max.bytes").map(String::as_str), Some("1048576"));
+    assert_eq!(kafka.get("enable.auto.commit").map(String::as_str), Some("false"));
+}
+
+#[test]
+fn overrides_alone_make_a_config_and_bad_ones_are_named() {
+    let sets = strings(&[
+        "job.name=j",
+        "source.brokers=127.0.0.1:9092",
+        "source.pattern=raw-.*",
+        "sink.type=stdout",
+        "driver.http_listen=off",
+    ]);
+    let config = JobConfig::load(None, Vec::new(), &sets).unwrap();
+    assert_eq!(config.driver.http_listen, None);
+    let matcher = config.source.topic_matcher().unwrap();
+    assert!(matcher.is_match("raw-1") && !matcher.is_match("x-raw-1"));
+    assert!(config.source_topics().is_empty());
+
+    let refused = |set: &str| JobConfig::load(None, Vec::new(), &strings(&[set])).unwrap_err();
+    assert_eq!(
+        refused("job.name").to_string(),
+        "--set job.name: expected key=value, like --set job.batch_interval=2s"
+    );
+    let path = temp_file("not-a-table.toml", MINIMAL);
+    let error = JobConfig::load(Some(&path), Vec::new(), &strings(&["job.name.x=1"])).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "job.name: is not a table but a value of type string, so --set job.name.x=1 cannot set a key in it"
+    );
+}
+
+#[test]
+fn unknown_keys_missing_keys_and_syntax_are_named() {
+    assert!(error(&with("topik = \"x\"")).starts_with("sink.topik: unknown key; expected"));
+    assert_eq!(error("[job]\nname = \"j\""), "source: missing");
+    assert_eq!(error(&MINIMAL.replace("name = \"j\"", "")), "job.name: missing");
+    assert_eq!(error(&MINIMAL.replace("type = \"stdout\"", "")), "sink.type: missing");
+    let syntax = error("[job\n");
+    assert!(syntax.starts_with("config: TOML parse error at line 1"), "{syntax}");
+    let missing = JobConfig::load(Some(Path::new("/nonexistent/job.toml")), Vec::new(), &[]);
+    assert_eq!(
+        missing.unwrap_err().to_string(),
+        "config file /nonexistent/job.toml: No such file or directory (os error 2)"
+    );
+}
+
+#[test]
+fn bad_durations_name_the_key() {
+    let five = JobConfig::load(None, env(&[("WEIR__JOB__BATCH_INTERVAL", "5")]), &[]);
+    assert!(five.is_err());
+    assert_eq!(
+        error(&MINIMAL.replace("name = \"j\"", "name = \"j\"\nbatch_interval = \"5\"")),
+        r#"job.batch_interval: "5" is not a duration; write it like "500ms", "5s" or "2m""#
+    );
+    assert_eq!(
+        error(&with("[driver]\nexecutor_timeout = 5")),
+        r#"driver.executor_timeout: 5 is not a duration; write it like "500ms", "5s" or "2m""#
+    );
+}
+
+#[test]
+fn heartbeat_must_be_at_most_half_the_executor_timeout() {
+    assert_eq!(
+        error(&with("[driver]\nheartbeat_interval = \"3s\"")),
+        "driver.heartbeat_interval: \"3s\" is more than half of driver.executor_timeout (\"5s\"); \
+         an executor must be able to miss a heartbeat before it is declared lost"
+    );
+    assert!(JobConfig::from_toml_str(&with("[driver]\nheartbeat_interval = \"2500ms\"")).is_ok());
+}
+
+#[test]
+fn only_at_least_once_is_accepted() {
+    assert_eq!(
+        error(&with("guarantee = \"exactly-once\"")),
+        r#"sink.guarantee: "exactly-once" is not available in this build; use "at-least-once""#
+    );
+}
+
+#[test]
+fn dead_letters_need_a_topic_of_their_own() {
+    let dead_letter = "[transform]\non_record_error = \"dead-letter\"\n";
+    assert_eq!(
+        error(&format!("{MINIMAL}{dead_letter}")),
+        "transform.dead_letter_topic: on_record_error = \"dead-letter\" needs a dead_letter_topic"
+    );
+    assert!(
+        error(&format!("{MINIMAL}{dead_letter}dead_letter_topic = \"raw\"\n"))
+            .starts_with("transform.dead_letter_topic: \"raw\" is also a source topic")
+    );
+    let text = format!("{MINIMAL}{dead_letter}dead_letter_topic = \"raw-dlq\"\n");
+    assert!(JobConfig::from_toml_str(&text).is_ok());
+}
+
+#[test]
+fn cross_key_rules_name_the_key() {
+    let both = MINIMAL.replace("topics = [\"raw\"]", "topics = [\"raw\"]\npattern = \"r.*\"");
+    assert_eq!(error(&both), "source: give either topics or pattern, not both");
+    let kafka = MINIMAL.replace("type = \"stdout\"", "type = \"kafka\"\ntopic = \"raw\"");
+    assert!(error(&kafka).starts_with("sink.topic: \"raw\" is also a source topic"));
+    assert_eq!(error(&with("path = \"/tmp/out\"")), "sink.path: only a file sink takes a path");
+    assert!(
+        error(&MINIMAL.replace("name = \"j\"", "name = \"my job\""))
+            .starts_with("job.name: got \"my job\"")
+    );
+    assert!(
+        error(&with("[checkpoint]\nprefix = \"/weir/\""))
+            .starts_with("checkpoint.prefix: got \"/weir/\"")
+    );
+}
+
+#[test]
+fn to_toml_string_round_trips() {
+    let mut config = JobConfig::load(Some(&example_path()), Vec::new(), &[]).unwrap();
+    let text = config.to_toml_string();
+    assert_eq!(JobConfig::from_toml_str(&text).unwrap(), config, "{text}");
+
+    config.job.batch_interval = Duration::from_millis(1500);
+    config.source.starting_offsets = StartingOffsets::Offsets {
+        offsets: BTreeMap::from([("raw-events".to_owned(), BTreeMap::from([(0, 42), (10, 7)]))]),
+    };
+    config.source.kafka.insert("fetch.max.bytes".into(), "1048576".into());
+    config.driver.http_listen = None;
+    config.driver.advertise = Some("http://driver:7070".into());
+    config.driver.executor_timeout = Duration::from_secs(120);
+    let text = config.to_toml_string();
+    assert_eq!(JobConfig::from_toml_str(&text).unwrap(), config, "{text}");
+
+    config.source.starting_offsets = StartingOffsets::Timestamp { timestamp_ms: 1_700_000_000_000 };
+    let text = config.to_toml_string();
+    assert_eq!(JobConfig::from_toml_str(&text).unwrap(), config, "{text}");
+
+    config.source.starting_offsets = StartingOffsets::Latest;
+    let text = config.to_toml_string();
+    assert_eq!(JobConfig::from_toml_str(&text).unwrap(), config, "{text}");
+}
+
+#[test]
+fn masked_toml_hides_secrets_only() {
+    let mut config = JobConfig::from_toml_str(MINIMAL).unwrap();
+    config.source.kafka.insert("sasl.password".into(), "hunter2".into());
+    config.source.kafka.insert("sasl.oauthbearer.config".into(), "client_secret=s3".into());
+    config.source.kafka.insert("security.protocol".into(), "SASL_SSL".into());
+    let masked = config.masked_toml();
+    assert!(!masked.contains("hunter2") && !masked.contains("s3"), "{masked}");
+    assert!(masked.contains("SASL_SSL"), "{masked}");
+    assert!(masked.contains("\"****\""), "{masked}");
+    assert!(config.to_toml_string().contains("hunter2"));
+}
+
+#[test]
+fn unknown_keys_inside_a_step_are_named() {
+    let text = with("[transform]\nsteps = [{ type = \"keep\", fields = [\"a\"], x = 1 }]");
+    assert_eq!(error(&text), "transform.steps[0].x: unknown key; expected `fields`");
+}

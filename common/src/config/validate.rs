@@ -1,0 +1,261 @@
+//! The start-up checks on a deserialized config: bounds on single values and the rules between
+//! keys. The first broken rule is reported; a config that passes can be run as written.
+
+use std::collections::BTreeSet;
+use std::time::Duration;
+
+use super::model::anchored;
+use super::{
+    CheckpointConfig, ConfigError, DriverSection, Guarantee, JobConfig, SinkConfig, SinkKind,
+    SourceConfig, StartingOffsets, duration,
+};
+use crate::transform::{OnRecordError, StepConfig, TransformConfig};
+
+const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(10);
+
+pub(super) fn validate(config: &JobConfig) -> Result<(), ConfigError> {
+    let job = &config.job;
+    let name_ok = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if job.name.is_empty() || !job.name.chars().all(name_ok) {
+        return Err(invalid(
+            "job.name",
+            quoted(&job.name),
+            "1 or more of A-Z a-z 0-9 . _ - (the name namespaces etcd keys and the Kafka group)",
+        ));
+    }
+    if job.batch_interval < MIN_BATCH_INTERVAL {
+        return Err(invalid(
+            "job.batch_interval",
+            quoted(&duration::format(job.batch_interval)),
+            "at least \"10ms\"",
+        ));
+    }
+    source(&config.source)?;
+    sink(&config.sink, &config.source)?;
+    transform(&config.transform, &config.sink, &config.source)?;
+    checkpoint(&config.checkpoint)?;
+    driver(&config.driver)
+}
+
+fn source(source: &SourceConfig) -> Result<(), ConfigError> {
+    check_brokers("source.brokers", &source.brokers)?;
+    match (source.topics.is_empty(), &source.pattern) {
+        (false, Some(_)) => return Err(rule("source", "give either topics or pattern, not both")),
+        (true, None) => return Err(rule("source", "give topics or pattern")),
+        (false, None) => {
+            let mut seen = BTreeSet::new();
+            for topic in &source.topics {
+                if topic.is_empty() {
+                    return Err(invalid("source.topics", quoted(topic), "non-empty topic names"));
+                }
+                if !seen.insert(topic) {
+                    return Err(rule("source.topics", format!("{topic:?} is listed twice")));
+                }
+            }
+        }
+        (true, Some(pattern)) => {
+            if pattern.is_empty() {
+                return Err(invalid("source.pattern", quoted(pattern), "a regular expression"));
+            }
+            if let Err(error) = regex::Regex::new(pattern).and_then(|_| anchored(pattern)) {
+                let expected = format!("a regular expression ({error})");
+                return Err(invalid("source.pattern", quoted(pattern), expected));
+            }
+        }
+    }
+    match &source.starting_offsets {
+        StartingOffsets::Earliest | StartingOffsets::Latest => {}
+        StartingOffsets::Timestamp { timestamp_ms } if *timestamp_ms < 0 => {
+            let key = "source.starting_offsets.timestamp_ms";
+            return Err(invalid(key, timestamp_ms.to_string(), "milliseconds since 1970, >= 0"));
+        }
+        StartingOffsets::Timestamp { .. } => {}
+        StartingOffsets::Offsets { offsets } => {
+            for (topic, partitions) in offsets {
+                let key = format!("source.starting_offsets.offsets.{topic}");
+                if !source.reads(topic) {
+                    let why = match source.pattern {
+                        Some(_) => "does not match source.pattern",
+                        None => "is not in source.topics",
+                    };
+                    return Err(rule(key, format!("{topic:?} {why}")));
+                }
+                for (partition, offset) in partitions {
+                    let key = format!("{key}.{partition}");
+                    if *partition < 0 {
+                        return Err(invalid(key, partition.to_string(), "a partition number >= 0"));
+                    }
+                    if *offset < 0 {
+                        return Err(invalid(key, offset.to_string(), "an offset >= 0"));
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn sink(sink: &SinkConfig, source: &SourceConfig) -> Result<(), ConfigError> {
+    let kind = sink.kind;
+    let only = |key: &str, wanted: &str, what: &str| {
+        rule(key, format!("only a {wanted} sink takes {what}"))
+    };
+    if kind != SinkKind::Kafka {
+        if sink.topic.is_some() {
+            return Err(only("sink.topic", "kafka", "a topic"));
+        }
+        if sink.brokers.is_some() {
+            return Err(only("sink.brokers", "kafka", "brokers"));
+        }
+        if !sink.kafka.is_empty() {
+            return Err(only("sink.kafka", "kafka", "producer properties"));
+        }
+    }
+    if kind != SinkKind::File && sink.path.is_some() {
+        return Err(only("sink.path", "file", "a path"));
+    }
+    match kind {
+        SinkKind::Kafka => {
+            if let Some(brokers) = &sink.brokers {
+                check_brokers("sink.brokers", brokers)?;
+            }
+            let topic = sink.topic.as_deref().unwrap_or_default();
+            if topic.is_empty() {
+                return Err(rule("sink.topic", "a kafka sink needs a topic"));
+            }
+            if source.reads(topic) {
+                let loops = "reading and writing one topic loops forever";
+                return Err(rule(
+                    "sink.topic",
+                    format!("{topic:?} is also a source topic; {loops}"),
+                ));
+            }
+        }
+        SinkKind::File => {
+            if sink.path.as_ref().is_none_or(|path| path.as_os_str().is_empty()) {
+                return Err(rule("sink.path", "a file sink needs a path: the output directory"));
+            }
+        }
+        SinkKind::Stdout => {}
+    }
+    if sink.guarantee != Guarantee::AtLeastOnce {
+        return Err(ConfigError::Unsupported {
+            key: "sink.guarantee".to_owned(),
+            value: quoted(&sink.guarantee.to_string()),
+            supported: quoted(&Guarantee::AtLeastOnce.to_string()),
+        });
+    }
+    Ok(())
+}
+
+fn transform(
+    transform: &TransformConfig,
+    sink: &SinkConfig,
+    source: &SourceConfig,
+) -> Result<(), ConfigError> {
+    for (index, step) in transform.steps.iter().enumerate() {
+        if let StepConfig::Filter { equals, not_equals, exists, .. } = step {
+            let given = [equals.is_some(), not_equals.is_some(), exists.is_some()];
+            if given.iter().filter(|given| **given).count() != 1 {
+                let key = format!("transform.steps[{index}]");
+                return Err(rule(key, "a filter takes exactly one of equals, not_equals, exists"));
+            }
+        }
+    }
+    if transform.on_record_error != OnRecordError::DeadLetter {
+        return Ok(());
+    }
+    let key = "transform.dead_letter_topic";
+    let topic = transform.dead_letter_topic.as_deref().unwrap_or_default();
+    if topic.is_empty() {
+        return Err(rule(key, "on_record_error = \"dead-letter\" needs a dead_letter_topic"));
+    }
+    if sink.kind == SinkKind::Kafka && sink.topic.as_deref() == Some(topic) {
+        return Err(rule(key, format!("{topic:?} is also sink.topic; use a topic of its own")));
+    }
+    if source.reads(topic) {
+        return Err(rule(key, format!("{topic:?} is also a source topic; use a topic of its own")));
+    }
+    Ok(())
+}
+
+fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigError> {
+    if checkpoint.etcd.is_empty() {
+        return Err(rule(
+            "checkpoint.etcd",
+            "give at least one endpoint, like \"http://127.0.0.1:2379\"",
+        ));
+    }
+    for endpoint in &checkpoint.etcd {
+        if !is_url(endpoint) {
+            return Err(invalid("checkpoint.etcd", quoted(endpoint), "an http:// or https:// URL"));
+        }
+    }
+    let prefix = &checkpoint.prefix;
+    if !prefix.starts_with('/') || prefix.ends_with('/') {
+        let expected =
+            "a key prefix that starts with \"/\" and does not end with one, like \"/weir\"";
+        return Err(invalid("checkpoint.prefix", quoted(prefix), expected));
+    }
+    Ok(())
+}
+
+fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
+    if let Some(advertise) = &driver.advertise
+        && !is_url(advertise)
+    {
+        return Err(invalid("driver.advertise", quoted(advertise), "an http:// or https:// URL"));
+    }
+    for (key, value) in [
+        ("driver.executor_timeout", driver.executor_timeout),
+        ("driver.heartbeat_interval", driver.heartbeat_interval),
+    ] {
+        if value.is_zero() {
+            return Err(invalid(key, quoted(&duration::format(value)), "more than \"0s\""));
+        }
+    }
+    if driver.heartbeat_interval * 2 > driver.executor_timeout {
+        return Err(ConfigError::HeartbeatTooSlow {
+            heartbeat: driver.heartbeat_interval,
+            timeout: driver.executor_timeout,
+        });
+    }
+    if driver.max_task_attempts == 0 {
+        let value = driver.max_task_attempts.to_string();
+        return Err(invalid("driver.max_task_attempts", value, "at least 1"));
+    }
+    Ok(())
+}
+
+/// `host:port[,host:port...]`.
+fn check_brokers(key: &str, brokers: &str) -> Result<(), ConfigError> {
+    let ok = |broker: &str| {
+        broker
+            .trim()
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok())
+    };
+    if brokers.split(',').all(ok) {
+        Ok(())
+    } else {
+        Err(invalid(key, quoted(brokers), "a comma-separated list of host:port"))
+    }
+}
+
+fn is_url(text: &str) -> bool {
+    ["http://", "https://"]
+        .iter()
+        .any(|scheme| text.len() > scheme.len() && text.starts_with(scheme))
+}
+
+fn quoted(text: &str) -> String {
+    format!("{text:?}")
+}
+
+fn invalid(key: impl Into<String>, value: String, expected: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key: key.into(), value, expected: expected.into() }
+}
+
+fn rule(key: impl Into<String>, rule: impl Into<String>) -> ConfigError {
+    ConfigError::Rule { key: key.into(), rule: rule.into() }
+}

@@ -1,0 +1,183 @@
+//! The driver <-> executor protocol's domain side: the protocol version, task identity and task
+//! metrics, and the leader record executors read to find the driver. Conversions to and from
+//! `weir.v1` live here and nowhere else.
+
+use std::fmt;
+
+use prost::Message;
+use weir_proto::v1 as pb;
+
+use crate::batch::LaneId;
+use crate::error::{ProtoError, check_format_version, decode};
+
+/// Bumped when driver and executor can no longer talk; the driver refuses other versions.
+pub const PROTOCOL_VERSION: u32 = 1;
+
+pub const LEADER_FORMAT_VERSION: u32 = 1;
+
+/// One attempt of one lane's task of one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TaskId {
+    pub batch: u64,
+    pub lane: LaneId,
+    pub attempt: u32,
+}
+
+impl fmt::Display for TaskId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "batch {} lane {} attempt {}", self.batch, self.lane, self.attempt)
+    }
+}
+
+impl From<TaskId> for pb::TaskId {
+    fn from(t: TaskId) -> Self {
+        pb::TaskId { batch_id: t.batch, lane: t.lane, attempt: t.attempt }
+    }
+}
+
+impl From<pb::TaskId> for TaskId {
+    fn from(t: pb::TaskId) -> Self {
+        TaskId { batch: t.batch_id, lane: t.lane, attempt: t.attempt }
+    }
+}
+
+/// What a task did, reported with its success.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TaskMetrics {
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_filtered: u64,
+    pub records_rejected: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub read_ms: u64,
+    pub transform_ms: u64,
+    pub flush_ms: u64,
+    pub total_ms: u64,
+}
+
+impl TaskMetrics {
+    pub fn add(&mut self, other: &TaskMetrics) {
+        self.records_in += other.records_in;
+        self.records_out += other.records_out;
+        self.records_filtered += other.records_filtered;
+        self.records_rejected += other.records_rejected;
+        self.bytes_in += other.bytes_in;
+        self.bytes_out += other.bytes_out;
+        self.read_ms += other.read_ms;
+        self.transform_ms += other.transform_ms;
+        self.flush_ms += other.flush_ms;
+        self.total_ms = self.total_ms.max(other.total_ms);
+    }
+}
+
+impl From<TaskMetrics> for pb::TaskMetrics {
+    fn from(m: TaskMetrics) -> Self {
+        pb::TaskMetrics {
+            records_in: m.records_in,
+            records_out: m.records_out,
+            records_filtered: m.records_filtered,
+            records_rejected: m.records_rejected,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            read_ms: m.read_ms,
+            transform_ms: m.transform_ms,
+            flush_ms: m.flush_ms,
+            total_ms: m.total_ms,
+        }
+    }
+}
+
+impl From<pb::TaskMetrics> for TaskMetrics {
+    fn from(m: pb::TaskMetrics) -> Self {
+        TaskMetrics {
+            records_in: m.records_in,
+            records_out: m.records_out,
+            records_filtered: m.records_filtered,
+            records_rejected: m.records_rejected,
+            bytes_in: m.bytes_in,
+            bytes_out: m.bytes_out,
+            read_ms: m.read_ms,
+            transform_ms: m.transform_ms,
+            flush_ms: m.flush_ms,
+            total_ms: m.total_ms,
+        }
+    }
+}
+
+/// The value of `{prefix}/jobs/{job}/leader`: who leads and where executors attach.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaderRecord {
+    pub driver_id: String,
+    pub address: String,
+    pub generation: u64,
+}
+
+impl LeaderRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        pb::LeaderRecord {
+            format_version: LEADER_FORMAT_VERSION,
+            driver_id: self.driver_id.clone(),
+            address: self.address.clone(),
+            generation: self.generation,
+        }
+        .encode_to_vec()
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
+        let v = decode::<pb::LeaderRecord>("LeaderRecord", bytes)?;
+        check_format_version("LeaderRecord", v.format_version, LEADER_FORMAT_VERSION)?;
+        Ok(LeaderRecord { driver_id: v.driver_id, address: v.address, generation: v.generation })
+    }
+}
+
+/// The etcd keys of one job, in one place (`{prefix}/jobs/{job}/...`).
+#[derive(Debug, Clone)]
+pub struct JobKeys {
+    root: String,
+}
+
+impl JobKeys {
+    pub fn new(prefix: &str, job: &str) -> Self {
+        JobKeys { root: format!("{}/jobs/{job}", prefix.trim_end_matches('/')) }
+    }
+    pub fn leader(&self) -> String {
+        format!("{}/leader", self.root)
+    }
+    pub fn generation(&self) -> String {
+        format!("{}/generation", self.root)
+    }
+    pub fn offsets(&self) -> String {
+        format!("{}/offsets", self.root)
+    }
+    pub fn lanes(&self) -> String {
+        format!("{}/lanes", self.root)
+    }
+    /// Zero-padded so that etcd's byte order is batch order.
+    pub fn batch(&self, id: u64) -> String {
+        format!("{}/batches/{id:020}", self.root)
+    }
+    pub fn batches_prefix(&self) -> String {
+        format!("{}/batches/", self.root)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batch_keys_sort_in_batch_order() {
+        let keys = JobKeys::new("/weir/", "job");
+        assert_eq!(keys.leader(), "/weir/jobs/job/leader");
+        assert!(keys.batch(9) < keys.batch(10));
+        assert!(keys.batch(10).starts_with(&keys.batches_prefix()));
+    }
+
+    #[test]
+    fn leader_record_round_trips() {
+        let r =
+            LeaderRecord { driver_id: "d1".into(), address: "http://h:1".into(), generation: 4 };
+        assert_eq!(LeaderRecord::decode(&r.encode()).unwrap(), r);
+    }
+}

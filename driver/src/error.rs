@@ -1,0 +1,28 @@
+//! The driver's errors, each knowing whether waiting and trying again can help.
+
+use weir_common::ProtoError;
+use weir_common::retry::Retryable;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    #[error("etcd at {endpoints}: {source}")]
+    Etcd { endpoints: String, source: etcd_client::Error },
+    #[error("Kafka at {brokers}: {message}")]
+    Kafka { brokers: String, message: String },
+    #[error("etcd key {key}: {source}")]
+    Corrupt { key: String, source: ProtoError },
+    #[error("this driver is no longer the leader of job {job} (another driver took over)")]
+    LostLeadership { job: String },
+    #[error("cannot listen on {what} {addr}: {source}")]
+    Listen { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
+    #[error("source: {0}")]
+    Source(String),
+    #[error("job stopped: {0}")]
+    JobFailed(#[from] crate::scheduler::JobFailure),
+}
+
+impl Retryable for DriverError {
+    fn is_retryable(&self) -> bool {
+        matches!(self, DriverError::Etcd { .. } | DriverError::Kafka { .. })
+    }
+}

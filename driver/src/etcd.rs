@@ -1,0 +1,143 @@
+//! The checkpoint store: every etcd read and write of the driver, under one job's keys. Every
+//! write after election is a transaction guarded by the leader key's create revision, so a
+//! deposed driver can never write (DESIGN §4).
+
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
+use weir_common::OffsetsCheckpoint;
+use weir_common::batch::BatchPlan;
+use weir_common::lanes::LaneMap;
+use weir_common::protocol::JobKeys;
+
+use crate::error::DriverError;
+
+/// How many committed batch records stay in etcd for history.
+const COMMITTED_BATCHES_KEPT: u64 = 10;
+
+/// What a new leader reads back.
+#[derive(Debug, Default)]
+pub struct Stored {
+    pub offsets: Option<OffsetsCheckpoint>,
+    pub lanes: LaneMap,
+    /// Recorded batches not yet committed, in order: they are replayed as recorded.
+    pub pending: Vec<BatchPlan>,
+}
+
+#[derive(Clone)]
+pub struct Store {
+    client: Client,
+    endpoints: String,
+    keys: JobKeys,
+    job: String,
+    /// The create revision of our leader key; every write compares it.
+    leader_revision: i64,
+}
+
+impl Store {
+    pub fn new(
+        client: Client,
+        endpoints: String,
+        keys: JobKeys,
+        job: String,
+        leader_revision: i64,
+    ) -> Self {
+        Store { client, endpoints, keys, job, leader_revision }
+    }
+
+    pub fn etcd_error(&self, source: etcd_client::Error) -> DriverError {
+        DriverError::Etcd { endpoints: self.endpoints.clone(), source }
+    }
+
+    pub async fn load(&self) -> Result<Stored, DriverError> {
+        let mut kv = self.client.kv_client();
+        let offsets_key = self.keys.offsets();
+        let offsets = match kv
+            .get(offsets_key.as_str(), None)
+            .await
+            .map_err(|e| self.etcd_error(e))?
+            .kvs()
+            .first()
+        {
+            Some(kv) => Some(
+                OffsetsCheckpoint::decode(kv.value())
+                    .map_err(|source| DriverError::Corrupt { key: offsets_key.clone(), source })?,
+            ),
+            None => None,
+        };
+        let lanes_key = self.keys.lanes();
+        let lanes = match kv
+            .get(lanes_key.as_str(), None)
+            .await
+            .map_err(|e| self.etcd_error(e))?
+            .kvs()
+            .first()
+        {
+            Some(kv) => LaneMap::decode(kv.value())
+                .map_err(|source| DriverError::Corrupt { key: lanes_key.clone(), source })?,
+            None => LaneMap::default(),
+        };
+        let last_committed =
+            offsets.as_ref().and_then(|o: &OffsetsCheckpoint| o.last_committed_batch);
+        let prefix = self.keys.batches_prefix();
+        let resp = kv
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.etcd_error(e))?;
+        let mut pending = Vec::new();
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            let plan = BatchPlan::decode(kv.value())
+                .map_err(|source| DriverError::Corrupt { key, source })?;
+            if last_committed.is_none_or(|c| plan.id > c) {
+                pending.push(plan);
+            }
+        }
+        pending.sort_by_key(|p| p.id);
+        Ok(Stored { offsets, lanes, pending })
+    }
+
+    /// Writes the offsets and lane map (a first start, or partitions discovered).
+    pub async fn write_offsets_and_lanes(
+        &self,
+        offsets: &OffsetsCheckpoint,
+        lanes: &LaneMap,
+    ) -> Result<(), DriverError> {
+        self.guarded(vec![
+            TxnOp::put(self.keys.offsets(), offsets.encode(), None),
+            TxnOp::put(self.keys.lanes(), lanes.encode(), None),
+        ])
+        .await
+    }
+
+    /// Records a batch's plan before any of its tasks is dispatched (write-ahead).
+    pub async fn record_batch(&self, plan: &BatchPlan) -> Result<(), DriverError> {
+        self.guarded(vec![TxnOp::put(self.keys.batch(plan.id), plan.encode(), None)]).await
+    }
+
+    /// Commits a batch: the new offsets (carrying `last_committed_batch`) in one guarded
+    /// transaction, dropping the batch record that falls out of the history window.
+    pub async fn commit_batch(&self, offsets: &OffsetsCheckpoint) -> Result<(), DriverError> {
+        let mut ops = vec![TxnOp::put(self.keys.offsets(), offsets.encode(), None)];
+        if let Some(old) =
+            offsets.last_committed_batch.and_then(|b| b.checked_sub(COMMITTED_BATCHES_KEPT))
+        {
+            ops.push(TxnOp::delete(self.keys.batch(old), None));
+        }
+        self.guarded(ops).await
+    }
+
+    async fn guarded(&self, ops: Vec<TxnOp>) -> Result<(), DriverError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.keys.leader(),
+                CompareOp::Equal,
+                self.leader_revision,
+            )])
+            .and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(DriverError::LostLeadership { job: self.job.clone() })
+        }
+    }
+}

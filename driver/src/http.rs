@@ -1,0 +1,36 @@
+//! The driver's HTTP endpoints: `/api/status` (JSON) and `/metrics` (Prometheus).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::Router;
+use axum::routing::get;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::DriverError;
+use crate::status::Status;
+
+pub async fn serve(
+    addr: SocketAddr,
+    status: Arc<Mutex<Status>>,
+    stop: CancellationToken,
+) -> Result<(), DriverError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| DriverError::Listen { what: "driver.http_listen", addr, source })?;
+    let json = status.clone();
+    let app = Router::new()
+        .route(
+            "/api/status",
+            get(move || async move { axum::Json(json.lock().expect("status").clone()) }),
+        )
+        .route("/metrics", get(move || async move { status.lock().expect("status").metrics() }));
+    tokio::spawn(async move {
+        let server = axum::serve(listener, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await });
+        if let Err(e) = server.await {
+            tracing::warn!(error = %e, "The status server stopped");
+        }
+    });
+    Ok(())
+}

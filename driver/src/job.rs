@@ -1,0 +1,396 @@
+//! The job loop: the one owner of the job's state on the leading driver. It plans batches,
+//! records them in etcd before dispatch, hands tasks to executors through the scheduler, commits
+//! finished batches in order, and notices lost executors. Everything that changes the job's state
+//! happens here, one event at a time.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, debug, info, info_span, warn};
+use weir_common::batch::BatchPlan;
+use weir_common::config::JobConfig;
+use weir_common::lanes::LaneMap;
+use weir_common::retry::{Backoff, retry};
+use weir_common::{OffsetsCheckpoint, TopicPartition};
+use weir_proto::v1 as pb;
+
+use crate::error::DriverError;
+use crate::etcd::{Store, Stored};
+use crate::planner::{PartitionState, plan_batch};
+use crate::scheduler::{Assignment, Scheduler, Settings};
+use crate::service::{ConnectionId, Event, ExecutorEvent, now_ms};
+use crate::source::Source;
+use crate::status::Status;
+
+/// Batches recorded but not committed at once: the next batch is planned while the previous
+/// one finishes, so lanes do not idle between batches.
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// How long a stopping driver waits for in-flight batches to commit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+const ETCD_RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+    give_up_after: None,
+};
+
+struct Connection {
+    executor: String,
+    outbox: mpsc::UnboundedSender<pb::DriverMessage>,
+}
+
+pub struct JobLoop {
+    config: Arc<JobConfig>,
+    store: Store,
+    source: Arc<Source>,
+    generation: u64,
+    scheduler: Scheduler,
+    connections: HashMap<ConnectionId, Connection>,
+    /// The committed progress, as in etcd.
+    committed: OffsetsCheckpoint,
+    /// Where the next batch starts, per partition: committed progress plus recorded batches.
+    planned: BTreeMap<TopicPartition, i64>,
+    lanes: LaneMap,
+    next_batch: u64,
+    status: Arc<Mutex<Status>>,
+}
+
+impl JobLoop {
+    pub fn new(
+        config: Arc<JobConfig>,
+        store: Store,
+        source: Arc<Source>,
+        generation: u64,
+        stored: Stored,
+        status: Arc<Mutex<Status>>,
+    ) -> Self {
+        let settings = Settings {
+            max_attempts: config.driver.max_task_attempts,
+            retry_backoff: config.driver.task_retry_backoff,
+        };
+        let committed = stored.offsets.unwrap_or_default();
+        let mut planned = committed.next_offsets.clone();
+        let mut scheduler = Scheduler::new(settings);
+        let mut next_batch = committed.last_committed_batch.map_or(1, |b| b + 1);
+        let now = Instant::now();
+        for plan in stored.pending {
+            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
+            advance(&mut planned, &plan);
+            next_batch = plan.id + 1;
+            scheduler.add_batch(plan, now);
+        }
+        JobLoop {
+            config,
+            store,
+            source,
+            generation,
+            scheduler,
+            connections: HashMap::new(),
+            committed,
+            planned,
+            lanes: stored.lanes,
+            next_batch,
+            status,
+        }
+    }
+
+    /// Runs until `stop` fires and the in-flight batches are committed, or until the job fails.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        stop: CancellationToken,
+        leadership_lost: CancellationToken,
+    ) -> Result<(), DriverError> {
+        let mut plan_tick = tokio::time::interval(self.config.job.batch_interval);
+        plan_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut liveness_tick = tokio::time::interval(self.config.driver.heartbeat_interval);
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = leadership_lost.cancelled() => {
+                    return Err(DriverError::LostLeadership { job: self.config.job.name.clone() });
+                }
+                Some(event) = events.recv() => self.on_event(event)?,
+                _ = liveness_tick.tick() => self.expire_silent_executors(),
+                _ = plan_tick.tick(), if drain_deadline.is_none() => self.plan().await?,
+                _ = stop.cancelled(), if drain_deadline.is_none() => {
+                    info!(in_flight = self.scheduler.batches_in_flight(),
+                        "Stopping: no new batches; waiting for in-flight batches to commit");
+                    drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+            }
+            self.commit_finished().await?;
+            self.dispatch();
+            self.publish_status();
+            if let Some(deadline) = drain_deadline {
+                if self.scheduler.batches_in_flight() == 0 {
+                    info!("All batches committed");
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    warn!(
+                        in_flight = self.scheduler.batches_in_flight(),
+                        "Batches still running after {DRAIN_TIMEOUT:?}; stopping anyway, the next driver replays them"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    /// Finds partitions the job does not know yet and gives them a start and a lane, in etcd at
+    /// once (so a restart does not resolve `latest` again). Partitions of a topic new to the job
+    /// start at `source.starting_offsets`; new partitions of a known topic at their earliest
+    /// offset, so records written before they were discovered are not lost.
+    pub async fn discover_partitions(&mut self) -> Result<Vec<TopicPartition>, DriverError> {
+        let source = self.source.clone();
+        let partitions = blocking(move || source.partitions()).await?;
+        let new: Vec<TopicPartition> =
+            partitions.iter().filter(|tp| !self.planned.contains_key(tp)).cloned().collect();
+        if new.is_empty() {
+            return Ok(partitions);
+        }
+        let (new_topics, new_of_known): (Vec<_>, Vec<_>) = new
+            .iter()
+            .cloned()
+            .partition(|tp| !self.planned.keys().any(|known| known.topic == tp.topic));
+        let source = self.source.clone();
+        let starting = self.config.source.starting_offsets.clone();
+        let (from_start, from_earliest) = blocking(move || {
+            Ok((source.starting_offsets(&new_topics, &starting)?, source.earliest(&new_of_known)?))
+        })
+        .await?;
+        for (tp, offset) in from_start.into_iter().chain(from_earliest) {
+            info!(partition = %tp, offset, "New partition; reading from here");
+            self.committed.next_offsets.insert(tp.clone(), offset);
+            self.planned.insert(tp, offset);
+        }
+        self.lanes.extend(new.iter());
+        let (store, committed, lanes) = (&self.store, &self.committed, &self.lanes);
+        retry("writing the new partitions' offsets to etcd", ETCD_RETRY, || {
+            store.write_offsets_and_lanes(committed, lanes)
+        })
+        .await?;
+        Ok(partitions)
+    }
+
+    /// Plans, records and queues the next batch, if there is room and there are new records.
+    /// Kafka being unreachable skips this round (the next tick tries again).
+    async fn plan(&mut self) -> Result<(), DriverError> {
+        if self.scheduler.batches_in_flight() >= MAX_BATCHES_IN_FLIGHT {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let latest = match self.fetch_latest().await {
+            Ok(latest) => latest,
+            Err(e @ DriverError::Kafka { .. }) => {
+                warn!(error = %e, "Cannot plan a batch: Kafka did not answer; trying again next interval");
+                self.status.lock().expect("status").waiting_for = Some(e.to_string());
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        self.status.lock().expect("status").waiting_for = None;
+        let states: BTreeMap<TopicPartition, PartitionState> = self
+            .planned
+            .iter()
+            .filter_map(|(tp, &next)| {
+                latest.get(tp).map(|&l| (tp.clone(), PartitionState { next, latest: l }))
+            })
+            .collect();
+        let lag: i64 = states.values().map(|s| (s.latest - s.next).max(0)).sum();
+        let Some(plan) = plan_batch(self.next_batch, &states, &self.lanes, now_ms()) else {
+            let took = started.elapsed();
+            debug!(took_us = took.as_micros() as u64, "No new records; no batch");
+            self.status.lock().expect("status").empty_round(took, lag);
+            return Ok(());
+        };
+        let store = &self.store;
+        retry("recording a batch in etcd", ETCD_RETRY, || store.record_batch(&plan)).await?;
+        info!(
+            batch = plan.id,
+            tasks = plan.tasks.len(),
+            max_records = plan.max_records(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "Batch recorded"
+        );
+        advance(&mut self.planned, &plan);
+        self.next_batch = plan.id + 1;
+        self.status.lock().expect("status").lag = lag;
+        self.scheduler.add_batch(plan, Instant::now());
+        Ok(())
+    }
+
+    async fn fetch_latest(&mut self) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        let partitions = self.discover_partitions().await?;
+        let source = self.source.clone();
+        blocking(move || source.latest(&partitions)).await
+    }
+
+    fn on_event(&mut self, event: Event) -> Result<(), DriverError> {
+        let now = Instant::now();
+        match event {
+            Event::Attached { conn, executor, slots, address, outbox } => {
+                if let Some(old) = self.connection_of(&executor) {
+                    self.drop_connection(old, "it attached again");
+                }
+                info!(executor = %executor, slots, address = %address, "Executor attached");
+                self.scheduler.add_executor(executor.clone(), slots, now);
+                self.connections.insert(conn, Connection { executor, outbox });
+            }
+            Event::Detached { conn, reason } => self.drop_connection(conn, &reason),
+            Event::Message { conn, event } => {
+                let Some(executor) = self.connections.get(&conn).map(|c| c.executor.clone()) else {
+                    return Ok(());
+                };
+                self.scheduler.executor_seen(&executor, now);
+                match event {
+                    ExecutorEvent::Heartbeat | ExecutorEvent::Progress => {}
+                    ExecutorEvent::Succeeded { task, metrics } => {
+                        if self.scheduler.task_succeeded(&executor, task, metrics) {
+                            debug!(executor = %executor, batch = task.batch, lane = task.lane,
+                                records_in = metrics.records_in, "Task done");
+                        }
+                    }
+                    ExecutorEvent::Failed { task, retryable, message } => {
+                        warn!(executor = %executor, batch = task.batch, lane = task.lane, retryable,
+                            error = %message, "Task failed");
+                        if let Err(failure) =
+                            self.scheduler.task_failed(&executor, task, retryable, &message, now)
+                        {
+                            self.cancel_running();
+                            return Err(failure.into());
+                        }
+                    }
+                    ExecutorEvent::Leaving => {
+                        info!(executor = %executor, "Executor leaving; its lanes move once idle");
+                        self.scheduler.executor_leaving(&executor);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn connection_of(&self, executor: &str) -> Option<ConnectionId> {
+        self.connections.iter().find(|(_, c)| c.executor == executor).map(|(&id, _)| id)
+    }
+
+    /// Forgets a connection and its executor; its unfinished tasks run again elsewhere.
+    fn drop_connection(&mut self, conn: ConnectionId, reason: &str) {
+        let Some(connection) = self.connections.remove(&conn) else { return };
+        let requeued = self.scheduler.remove_executor(&connection.executor, Instant::now());
+        if requeued.is_empty() {
+            info!(executor = %connection.executor, reason, "Executor detached");
+        } else {
+            warn!(executor = %connection.executor, reason, tasks = requeued.len(),
+                "Executor lost; its tasks run again elsewhere");
+        }
+    }
+
+    fn expire_silent_executors(&mut self) {
+        let timeout = self.config.driver.executor_timeout;
+        for executor in self.scheduler.silent_executors(Instant::now(), timeout) {
+            if let Some(conn) = self.connection_of(&executor) {
+                self.drop_connection(conn, &format!("no heartbeat for {timeout:?}"));
+            } else {
+                self.scheduler.remove_executor(&executor, Instant::now());
+            }
+        }
+    }
+
+    fn dispatch(&mut self) {
+        for Assignment { executor, task, ranges } in self.scheduler.dispatch(Instant::now()) {
+            debug!(executor = %executor, batch = task.batch, lane = task.lane, attempt = task.attempt, "Assigning task");
+            let message = pb::DriverMessage {
+                generation: self.generation,
+                kind: Some(pb::driver_message::Kind::Assign(pb::AssignTask {
+                    task: Some(task.into()),
+                    ranges: ranges.iter().map(pb::OffsetRange::from).collect(),
+                })),
+            };
+            // A closed outbox means the connection is going; its Detached event requeues the task.
+            if let Some(conn) = self.connections.values().find(|c| c.executor == executor) {
+                let _ = conn.outbox.send(message);
+            }
+        }
+    }
+
+    fn cancel_running(&mut self) {
+        for (executor, task) in self.scheduler.running() {
+            if let Some(conn) = self.connections.values().find(|c| c.executor == executor) {
+                let _ = conn.outbox.send(pb::DriverMessage {
+                    generation: self.generation,
+                    kind: Some(pb::driver_message::Kind::Cancel(pb::CancelTask {
+                        task: Some(task.into()),
+                    })),
+                });
+            }
+        }
+    }
+
+    /// Commits every finished batch at the head of the queue, in order: the new offsets and the
+    /// batch's completion in one guarded etcd transaction.
+    async fn commit_finished(&mut self) -> Result<(), DriverError> {
+        while let Some(batch) = self.scheduler.committable() {
+            let mut next = self.committed.clone();
+            for range in batch.plan.ranges() {
+                next.next_offsets.insert(range.topic_partition().clone(), range.until());
+            }
+            next.last_committed_batch = Some(batch.plan.id);
+            let store = &self.store;
+            let span = info_span!("commit", job = %self.config.job.name, batch = batch.plan.id);
+            retry("committing a batch in etcd", ETCD_RETRY, || store.commit_batch(&next))
+                .instrument(span)
+                .await?;
+            self.committed = next;
+            let id = batch.plan.id;
+            let batch = self.scheduler.remove_batch(id).expect("committable batch exists");
+            let now = Instant::now();
+            let delay = batch.first_dispatch.unwrap_or(now).duration_since(batch.recorded_at);
+            let processing = now.duration_since(batch.first_dispatch.unwrap_or(now));
+            info!(
+                batch = id,
+                tasks = batch.plan.tasks.len(),
+                records_in = batch.metrics.records_in,
+                records_out = batch.metrics.records_out,
+                rejected = batch.metrics.records_rejected,
+                filtered = batch.metrics.records_filtered,
+                scheduling_delay_ms = delay.as_millis() as u64,
+                processing_ms = processing.as_millis() as u64,
+                "Batch committed"
+            );
+            self.status.lock().expect("status").committed(id, &batch.metrics, delay, processing);
+        }
+        Ok(())
+    }
+
+    fn publish_status(&self) {
+        let mut status = self.status.lock().expect("status");
+        status.executors = self.scheduler.executor_status();
+        status.batches_in_flight = self.scheduler.batches_in_flight();
+        status.generation = self.generation;
+    }
+}
+
+/// Moves each partition's planned position to the end of the plan's range.
+fn advance(planned: &mut BTreeMap<TopicPartition, i64>, plan: &BatchPlan) {
+    for range in plan.ranges() {
+        planned.insert(range.topic_partition().clone(), range.until());
+    }
+}
+
+/// Runs blocking librdkafka work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
+) -> Result<T, DriverError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
+        Err(DriverError::Source(format!("a Kafka metadata thread failed: {e}")))
+    })
+}

@@ -1,0 +1,352 @@
+//! The scheduler: pure state of who runs what. It owns the recorded-but-uncommitted batches, the
+//! live executors and the lane owners, and decides the next task assignments. No I/O: the job
+//! loop feeds it events and carries out the assignments it returns.
+//!
+//! Invariants kept here:
+//! - a lane's tasks run strictly in batch order, one at a time;
+//! - a lane has at most one owner, a live executor that is not leaving; lanes stay with their
+//!   owner (warm caches) unless the owner goes or owns clearly more than another executor;
+//! - an executor runs at most `slots` tasks;
+//! - a report for an attempt that is no longer current (a lost executor's) changes nothing.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use tokio::time::Instant;
+use weir_common::OffsetRange;
+use weir_common::batch::{BatchPlan, LaneId};
+use weir_common::protocol::{TaskId, TaskMetrics};
+use weir_common::retry::Backoff;
+
+pub type ExecutorId = String;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Failures of one task (retryable ones) before the job stops.
+    pub max_attempts: u32,
+    /// The delay before the first retry; doubles per failure.
+    pub retry_backoff: Duration,
+}
+
+#[derive(Debug)]
+struct Executor {
+    slots: u32,
+    running: BTreeSet<TaskId>,
+    leaving: bool,
+    last_seen: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TaskState {
+    Waiting { not_before: Instant },
+    Running { executor: ExecutorId },
+    Done,
+}
+
+#[derive(Debug)]
+struct Task {
+    ranges: Vec<OffsetRange>,
+    attempt: u32,
+    failures: u32,
+    state: TaskState,
+}
+
+/// A recorded batch on its way to commit.
+#[derive(Debug)]
+pub struct Batch {
+    pub plan: BatchPlan,
+    pub recorded_at: Instant,
+    pub first_dispatch: Option<Instant>,
+    pub metrics: TaskMetrics,
+    tasks: BTreeMap<LaneId, Task>,
+}
+
+/// Run `task` (its `ranges`) on `executor`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Assignment {
+    pub executor: ExecutorId,
+    pub task: TaskId,
+    pub ranges: Vec<OffsetRange>,
+}
+
+/// A task that cannot succeed: the job must stop.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("task {task} failed after {failures} attempt(s): {message}")]
+pub struct JobFailure {
+    pub task: TaskId,
+    pub failures: u32,
+    pub message: String,
+}
+
+/// A row of the status page.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ExecutorStatus {
+    pub id: ExecutorId,
+    pub slots: u32,
+    pub running: usize,
+    pub lanes: usize,
+    pub leaving: bool,
+}
+
+#[derive(Debug)]
+pub struct Scheduler {
+    settings: Settings,
+    executors: BTreeMap<ExecutorId, Executor>,
+    owners: BTreeMap<LaneId, ExecutorId>,
+    batches: BTreeMap<u64, Batch>,
+}
+
+impl Scheduler {
+    pub fn new(settings: Settings) -> Self {
+        Scheduler {
+            settings,
+            executors: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            batches: BTreeMap::new(),
+        }
+    }
+
+    /// Adds an executor; one that was already known is first removed (its tasks run again).
+    pub fn add_executor(&mut self, id: ExecutorId, slots: u32, now: Instant) {
+        self.remove_executor(&id, now);
+        let executor = Executor {
+            slots: slots.max(1),
+            running: BTreeSet::new(),
+            leaving: false,
+            last_seen: now,
+        };
+        self.executors.insert(id, executor);
+    }
+
+    /// Forgets an executor; its running tasks wait to run again elsewhere, its lanes lose their
+    /// owner. Returns the tasks it was running.
+    pub fn remove_executor(&mut self, id: &str, now: Instant) -> Vec<TaskId> {
+        let Some(executor) = self.executors.remove(id) else { return Vec::new() };
+        self.owners.retain(|_, owner| owner != id);
+        for task_id in &executor.running {
+            if let Some(task) = self.task_mut(task_id) {
+                task.attempt += 1;
+                task.state = TaskState::Waiting { not_before: now };
+            }
+        }
+        executor.running.into_iter().collect()
+    }
+
+    pub fn has_executor(&self, id: &str) -> bool {
+        self.executors.contains_key(id)
+    }
+
+    pub fn executor_seen(&mut self, id: &str, now: Instant) {
+        if let Some(e) = self.executors.get_mut(id) {
+            e.last_seen = now;
+        }
+    }
+
+    /// The executor is shutting down: it gets no new task and its lanes move once idle.
+    pub fn executor_leaving(&mut self, id: &str) {
+        if let Some(e) = self.executors.get_mut(id) {
+            e.leaving = true;
+        }
+        self.owners.retain(|_, owner| owner != id);
+    }
+
+    /// Executors not heard from for longer than `timeout`.
+    pub fn silent_executors(&self, now: Instant, timeout: Duration) -> Vec<ExecutorId> {
+        self.executors
+            .iter()
+            .filter(|(_, e)| now.duration_since(e.last_seen) > timeout)
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    pub fn add_batch(&mut self, plan: BatchPlan, now: Instant) {
+        let tasks = plan
+            .tasks
+            .iter()
+            .map(|t| {
+                let task = Task {
+                    ranges: t.ranges.clone(),
+                    attempt: 0,
+                    failures: 0,
+                    state: TaskState::Waiting { not_before: now },
+                };
+                (t.lane, task)
+            })
+            .collect();
+        let batch = Batch {
+            plan,
+            recorded_at: now,
+            first_dispatch: None,
+            metrics: TaskMetrics::default(),
+            tasks,
+        };
+        self.batches.insert(batch.plan.id, batch);
+    }
+
+    /// Batches recorded and not yet committed.
+    pub fn batches_in_flight(&self) -> usize {
+        self.batches.len()
+    }
+
+    /// Records a success. Returns false (and changes nothing) for an attempt that is not current.
+    pub fn task_succeeded(&mut self, executor: &str, id: TaskId, metrics: TaskMetrics) -> bool {
+        if !self.is_current(executor, &id) {
+            return false;
+        }
+        self.release(executor, &id);
+        let batch = self.batches.get_mut(&id.batch).expect("current task has a batch");
+        batch.metrics.add(&metrics);
+        batch.tasks.get_mut(&id.lane).expect("current task").state = TaskState::Done;
+        true
+    }
+
+    /// Records a failure: a retryable one waits for a retry with backoff; a non-retryable one,
+    /// or one too many, stops the job. `Ok(false)` for an attempt that is not current.
+    pub fn task_failed(
+        &mut self,
+        executor: &str,
+        id: TaskId,
+        retryable: bool,
+        message: &str,
+        now: Instant,
+    ) -> Result<bool, JobFailure> {
+        if !self.is_current(executor, &id) {
+            return Ok(false);
+        }
+        self.release(executor, &id);
+        let max_attempts = self.settings.max_attempts;
+        let backoff = Backoff {
+            initial: self.settings.retry_backoff,
+            max: Duration::from_secs(30),
+            give_up_after: None,
+        };
+        let task = self.task_mut(&id).expect("current task");
+        task.failures += 1;
+        if !retryable || task.failures >= max_attempts {
+            return Err(JobFailure {
+                task: id,
+                failures: task.failures,
+                message: message.to_owned(),
+            });
+        }
+        task.attempt += 1;
+        task.state = TaskState::Waiting { not_before: now + backoff.delay(task.failures) };
+        Ok(true)
+    }
+
+    /// The next assignments: every waiting task whose lane is free (its earlier tasks done) and
+    /// whose owner has a free slot.
+    pub fn dispatch(&mut self, now: Instant) -> Vec<Assignment> {
+        let mut assignments = Vec::new();
+        let mut busy_lanes = BTreeSet::new();
+        let batch_ids: Vec<u64> = self.batches.keys().copied().collect();
+        for batch_id in batch_ids {
+            let lanes: Vec<LaneId> = self.batches[&batch_id].tasks.keys().copied().collect();
+            for lane in lanes {
+                let task = &self.batches[&batch_id].tasks[&lane];
+                match task.state {
+                    TaskState::Done => continue,
+                    _ if busy_lanes.contains(&lane) => continue,
+                    TaskState::Running { .. } => {
+                        busy_lanes.insert(lane);
+                        continue;
+                    }
+                    TaskState::Waiting { not_before } => {
+                        busy_lanes.insert(lane);
+                        if not_before > now {
+                            continue;
+                        }
+                    }
+                }
+                let Some(owner) = self.owner_for(lane) else { return assignments };
+                let executor = self.executors.get_mut(&owner).expect("owner is live");
+                if executor.running.len() >= executor.slots as usize {
+                    continue;
+                }
+                let batch = self.batches.get_mut(&batch_id).expect("batch");
+                batch.first_dispatch.get_or_insert(now);
+                let task = batch.tasks.get_mut(&lane).expect("task");
+                let id = TaskId { batch: batch_id, lane, attempt: task.attempt };
+                task.state = TaskState::Running { executor: owner.clone() };
+                executor.running.insert(id);
+                assignments.push(Assignment {
+                    executor: owner,
+                    task: id,
+                    ranges: task.ranges.clone(),
+                });
+            }
+        }
+        assignments
+    }
+
+    /// The oldest batch, if all its tasks are done: the next to commit (batches commit in order).
+    pub fn committable(&self) -> Option<&Batch> {
+        let (_, batch) = self.batches.first_key_value()?;
+        batch.tasks.values().all(|t| t.state == TaskState::Done).then_some(batch)
+    }
+
+    pub fn remove_batch(&mut self, id: u64) -> Option<Batch> {
+        self.batches.remove(&id)
+    }
+
+    /// Running tasks, for cancelling them when the job stops.
+    pub fn running(&self) -> Vec<(ExecutorId, TaskId)> {
+        self.executors
+            .iter()
+            .flat_map(|(id, e)| e.running.iter().map(move |t| (id.clone(), *t)))
+            .collect()
+    }
+
+    pub fn executor_status(&self) -> Vec<ExecutorStatus> {
+        self.executors
+            .iter()
+            .map(|(id, e)| ExecutorStatus {
+                id: id.clone(),
+                slots: e.slots,
+                running: e.running.len(),
+                lanes: self.owners.values().filter(|o| *o == id).count(),
+                leaving: e.leaving,
+            })
+            .collect()
+    }
+
+    /// The lane's owner, choosing one when it has none or when its owner holds clearly more lanes
+    /// than the least loaded executor (so executors that attach later take lanes over). Called
+    /// only for a lane with no running task, so a move never splits a lane's work.
+    fn owner_for(&mut self, lane: LaneId) -> Option<ExecutorId> {
+        let load = |s: &Self, id: &str| s.owners.values().filter(|o| *o == id).count();
+        let least_loaded = self
+            .executors
+            .iter()
+            .filter(|(_, e)| !e.leaving)
+            .map(|(id, _)| (load(self, id), id.clone()))
+            .min()?;
+        match self.owners.get(&lane) {
+            Some(owner) if load(self, owner) <= least_loaded.0 + 1 => Some(owner.clone()),
+            _ => {
+                self.owners.insert(lane, least_loaded.1.clone());
+                Some(least_loaded.1)
+            }
+        }
+    }
+
+    fn is_current(&self, executor: &str, id: &TaskId) -> bool {
+        self.batches.get(&id.batch).and_then(|b| b.tasks.get(&id.lane)).is_some_and(|t| {
+            t.attempt == id.attempt
+                && matches!(&t.state, TaskState::Running { executor: e } if e == executor)
+        })
+    }
+
+    fn release(&mut self, executor: &str, id: &TaskId) {
+        if let Some(e) = self.executors.get_mut(executor) {
+            e.running.remove(id);
+        }
+    }
+
+    fn task_mut(&mut self, id: &TaskId) -> Option<&mut Task> {
+        self.batches.get_mut(&id.batch)?.tasks.get_mut(&id.lane)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,208 @@
+//! The gRPC `Driver` service: thin. It checks the executor's hello, converts protocol messages to
+//! job-loop events (the one place `weir.v1` executor messages become domain values) and streams
+//! the loop's messages back. All decisions are the job loop's.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures::{Stream, StreamExt};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::UnboundedReceiverStream;
+use tonic::{Request, Response, Status, Streaming};
+use weir_common::protocol::{PROTOCOL_VERSION, TaskId, TaskMetrics};
+use weir_proto::v1 as pb;
+use weir_proto::v1::driver_server::Driver;
+use weir_proto::v1::executor_message::Kind;
+
+/// A connection's number: events of an old connection never touch a newer one of the same
+/// executor.
+pub type ConnectionId = u64;
+
+#[derive(Debug)]
+pub enum ExecutorEvent {
+    Heartbeat,
+    /// Progress counts as a sign of life; the driver keeps no per-task progress yet.
+    Progress,
+    Succeeded {
+        task: TaskId,
+        metrics: TaskMetrics,
+    },
+    Failed {
+        task: TaskId,
+        retryable: bool,
+        message: String,
+    },
+    Leaving,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Attached {
+        conn: ConnectionId,
+        executor: String,
+        slots: u32,
+        address: String,
+        outbox: mpsc::UnboundedSender<pb::DriverMessage>,
+    },
+    Message {
+        conn: ConnectionId,
+        event: ExecutorEvent,
+    },
+    Detached {
+        conn: ConnectionId,
+        reason: String,
+    },
+}
+
+/// What every connection is told first.
+pub struct Session {
+    pub job: String,
+    pub driver_id: String,
+    pub generation: u64,
+    pub config_toml: String,
+    pub heartbeat_interval: Duration,
+}
+
+pub struct DriverService {
+    session: Arc<Session>,
+    events: mpsc::UnboundedSender<Event>,
+    next_conn: AtomicU64,
+}
+
+impl DriverService {
+    pub fn new(session: Session, events: mpsc::UnboundedSender<Event>) -> Self {
+        DriverService { session: Arc::new(session), events, next_conn: AtomicU64::new(1) }
+    }
+}
+
+fn convert(kind: Kind) -> Result<ExecutorEvent, Status> {
+    let task = |t: Option<pb::TaskId>| {
+        t.map(TaskId::from).ok_or_else(|| Status::invalid_argument("message without a task id"))
+    };
+    Ok(match kind {
+        Kind::Hello(_) => return Err(Status::invalid_argument("hello sent twice")),
+        Kind::Heartbeat(_) => ExecutorEvent::Heartbeat,
+        Kind::Progress(_) => ExecutorEvent::Progress,
+        Kind::Succeeded(s) => ExecutorEvent::Succeeded {
+            task: task(s.task)?,
+            metrics: s.metrics.map(TaskMetrics::from).unwrap_or_default(),
+        },
+        Kind::Failed(f) => ExecutorEvent::Failed {
+            task: task(f.task)?,
+            retryable: f.retryable,
+            message: f.message,
+        },
+        Kind::Leaving(_) => ExecutorEvent::Leaving,
+    })
+}
+
+type Outbound = Pin<Box<dyn Stream<Item = Result<pb::DriverMessage, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl Driver for DriverService {
+    type AttachStream = Outbound;
+
+    async fn attach(
+        &self,
+        request: Request<Streaming<pb::ExecutorMessage>>,
+    ) -> Result<Response<Self::AttachStream>, Status> {
+        let mut inbound = request.into_inner();
+        let hello = match inbound.message().await? {
+            Some(pb::ExecutorMessage { kind: Some(Kind::Hello(hello)) }) => hello,
+            _ => return Err(Status::invalid_argument("the first message must be a hello")),
+        };
+        if hello.protocol_version != PROTOCOL_VERSION {
+            return Err(Status::failed_precondition(format!(
+                "executor speaks protocol {}, this driver speaks {PROTOCOL_VERSION}; run the same Weir release on both",
+                hello.protocol_version
+            )));
+        }
+        if hello.executor_id.is_empty() {
+            return Err(Status::invalid_argument("hello without an executor id"));
+        }
+        if hello.seen_generation > self.session.generation {
+            return Err(Status::failed_precondition(format!(
+                "this driver (generation {}) was replaced by generation {}",
+                self.session.generation, hello.seen_generation
+            )));
+        }
+        let session = &self.session;
+        let (outbox, rx) = mpsc::unbounded_channel();
+        let welcome = pb::DriverMessage {
+            generation: session.generation,
+            kind: Some(pb::driver_message::Kind::Welcome(pb::Welcome {
+                protocol_version: PROTOCOL_VERSION,
+                job: session.job.clone(),
+                driver_id: session.driver_id.clone(),
+                config_toml: session.config_toml.clone(),
+            })),
+        };
+        let _ = outbox.send(welcome);
+        let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let attached = Event::Attached {
+            conn,
+            executor: hello.executor_id,
+            slots: hello.slots,
+            address: hello.address,
+            outbox: outbox.clone(),
+        };
+        // The job loop holds the only strong sender from here on: dropping it ends the stream.
+        if self.events.send(attached).is_err() {
+            return Err(Status::unavailable("the driver is stopping"));
+        }
+        tokio::spawn(send_heartbeats(
+            outbox.downgrade(),
+            session.generation,
+            session.heartbeat_interval,
+        ));
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let reason = loop {
+                match inbound.message().await {
+                    Ok(Some(pb::ExecutorMessage { kind: Some(kind) })) => match convert(kind) {
+                        Ok(event) => {
+                            if events.send(Event::Message { conn, event }).is_err() {
+                                return;
+                            }
+                        }
+                        Err(status) => break status.message().to_owned(),
+                    },
+                    Ok(Some(_)) => break "empty message".to_owned(),
+                    Ok(None) => break "stream closed".to_owned(),
+                    Err(status) => break status.to_string(),
+                }
+            };
+            let _ = events.send(Event::Detached { conn, reason });
+        });
+        Ok(Response::new(UnboundedReceiverStream::new(rx).map(Ok).boxed()))
+    }
+}
+
+/// Heartbeats to one executor until the job loop drops its connection (holding only a weak
+/// sender, so it never keeps a dropped connection open).
+async fn send_heartbeats(
+    outbox: mpsc::WeakUnboundedSender<pb::DriverMessage>,
+    generation: u64,
+    every: Duration,
+) {
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        let beat = pb::DriverMessage {
+            generation,
+            kind: Some(pb::driver_message::Kind::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })),
+        };
+        match outbox.upgrade() {
+            Some(tx) if tx.send(beat).is_ok() => {}
+            _ => return,
+        }
+    }
+}
+
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,163 @@
+//! The driver's view of the source topics: which partitions exist, where each log starts and ends
+//! now, and where a job starts. Blocking librdkafka calls, so callers run them on a blocking
+//! thread; one client is made at start and reused for every batch.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_common::TopicPartition;
+use weir_common::config::{SourceConfig, StartingOffsets};
+
+use crate::error::DriverError;
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct Source {
+    consumer: BaseConsumer,
+    config: SourceConfig,
+    matcher: Option<regex::Regex>,
+}
+
+impl Source {
+    pub fn new(config: &SourceConfig) -> Result<Self, DriverError> {
+        let mut client = ClientConfig::new();
+        for (k, v) in &config.kafka {
+            client.set(k, v);
+        }
+        client
+            .set("bootstrap.servers", &config.brokers)
+            // The end of the log as a read_committed reader sees it: the last stable offset, so a
+            // batch never waits on an open transaction in the input.
+            .set("isolation.level", "read_committed")
+            .set("enable.auto.commit", "false");
+        let consumer = client.create().map_err(|e| DriverError::Kafka {
+            brokers: config.brokers.clone(),
+            message: format!("cannot create a client: {e}"),
+        })?;
+        Ok(Source { consumer, config: config.clone(), matcher: config.topic_matcher() })
+    }
+
+    fn kafka_error(&self, message: String) -> DriverError {
+        DriverError::Kafka { brokers: self.config.brokers.clone(), message }
+    }
+
+    /// Every partition the job reads now: the configured topics, or the topics matching the
+    /// pattern (internal topics excluded).
+    pub fn partitions(&self) -> Result<Vec<TopicPartition>, DriverError> {
+        let metadata = self
+            .consumer
+            .fetch_metadata(None, KAFKA_TIMEOUT)
+            .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))?;
+        let mut found = Vec::new();
+        let mut missing: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
+        for topic in metadata.topics() {
+            let wanted = match &self.matcher {
+                Some(re) => !topic.name().starts_with("__") && re.is_match(topic.name()),
+                None => self.config.topics.iter().any(|t| t == topic.name()),
+            };
+            if !wanted || topic.error().is_some() {
+                continue;
+            }
+            missing.retain(|t| *t != topic.name());
+            found.extend(
+                topic.partitions().iter().map(|p| TopicPartition::new(topic.name(), p.id())),
+            );
+        }
+        if !missing.is_empty() {
+            return Err(
+                self.kafka_error(format!("source topic(s) {} do not exist", missing.join(", ")))
+            );
+        }
+        found.sort();
+        Ok(found)
+    }
+
+    /// The end of each partition's log (last stable offset).
+    pub fn latest(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        self.list_offsets(partitions, |_| Offset::End)
+    }
+
+    /// Where each partition starts on a first start, by `source.starting_offsets`. Partitions of
+    /// topics the config names no offsets for start at their earliest offset.
+    pub fn starting_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        starting: &StartingOffsets,
+    ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        match starting {
+            StartingOffsets::Earliest => self.earliest(partitions),
+            StartingOffsets::Latest => self.latest(partitions),
+            StartingOffsets::Timestamp { timestamp_ms } => {
+                // A partition with no record at or after the timestamp starts at its end.
+                let by_time = self.list_offsets(partitions, |_| Offset::Offset(*timestamp_ms))?;
+                let latest = self.latest(partitions)?;
+                Ok(by_time
+                    .into_iter()
+                    .map(|(tp, o)| {
+                        let end = latest[&tp];
+                        (tp, if o < 0 { end } else { o })
+                    })
+                    .collect())
+            }
+            StartingOffsets::Offsets { offsets } => {
+                let earliest = self.earliest(partitions)?;
+                Ok(earliest
+                    .into_iter()
+                    .map(|(tp, low)| {
+                        let given =
+                            offsets.get(&tp.topic).and_then(|p| p.get(&tp.partition)).copied();
+                        (tp, given.unwrap_or(low))
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// The first offset still in each partition's log.
+    pub fn earliest(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        self.list_offsets(partitions, |_| Offset::Beginning)
+    }
+
+    /// One ListOffsets round for all partitions (`offsets_for_times` takes the special
+    /// timestamps -1 = latest and -2 = earliest as well as real ones).
+    fn list_offsets(
+        &self,
+        partitions: &[TopicPartition],
+        query: impl Fn(&TopicPartition) -> Offset,
+    ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        if partitions.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let mut tpl = TopicPartitionList::with_capacity(partitions.len());
+        for tp in partitions {
+            tpl.add_partition_offset(&tp.topic, tp.partition, query(tp))
+                .map_err(|e| self.kafka_error(format!("{tp}: {e}")))?;
+        }
+        let answer = self
+            .consumer
+            .offsets_for_times(tpl, KAFKA_TIMEOUT)
+            .map_err(|e| self.kafka_error(format!("listing offsets failed: {e}")))?;
+        let mut result = BTreeMap::new();
+        for element in answer.elements() {
+            let tp = TopicPartition::new(element.topic(), element.partition());
+            if let Err(e) = element.error() {
+                return Err(self.kafka_error(format!("listing offsets of {tp} failed: {e}")));
+            }
+            let offset = match element.offset() {
+                Offset::Offset(o) => o,
+                // No such record (a timestamp after the last one): -1, resolved by the caller.
+                _ => -1,
+            };
+            result.insert(tp, offset);
+        }
+        Ok(result)
+    }
+}

@@ -1,0 +1,138 @@
+//! What the driver shows operators: the status the job loop publishes after every event, served
+//! as JSON (`/api/status`) and as Prometheus metrics (`/metrics`). Metric names live here and
+//! nowhere else (`weir_<area>_<name>_<unit>`).
+
+use std::fmt::Write;
+use std::time::Duration;
+
+use serde::Serialize;
+use weir_common::protocol::TaskMetrics;
+
+use crate::scheduler::ExecutorStatus;
+
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Status {
+    pub job: String,
+    pub driver_id: String,
+    pub generation: u64,
+    pub executors: Vec<ExecutorStatus>,
+    pub batches_in_flight: usize,
+    pub last_committed_batch: Option<u64>,
+    pub batches_committed: u64,
+    pub empty_rounds: u64,
+    pub records_in: u64,
+    pub records_out: u64,
+    pub records_rejected: u64,
+    pub records_filtered: u64,
+    /// Records in the source not yet in a recorded batch, at the last planning round.
+    pub lag: i64,
+    pub last_scheduling_delay_ms: u64,
+    pub last_processing_ms: u64,
+    pub last_empty_round_us: u64,
+    /// What the driver is waiting for, if anything (Kafka or etcd unreachable).
+    pub waiting_for: Option<String>,
+}
+
+impl Status {
+    pub fn committed(
+        &mut self,
+        batch: u64,
+        m: &TaskMetrics,
+        delay: Duration,
+        processing: Duration,
+    ) {
+        self.last_committed_batch = Some(batch);
+        self.batches_committed += 1;
+        self.records_in += m.records_in;
+        self.records_out += m.records_out;
+        self.records_rejected += m.records_rejected;
+        self.records_filtered += m.records_filtered;
+        self.last_scheduling_delay_ms = delay.as_millis() as u64;
+        self.last_processing_ms = processing.as_millis() as u64;
+    }
+
+    pub fn empty_round(&mut self, took: Duration, lag: i64) {
+        self.empty_rounds += 1;
+        self.last_empty_round_us = took.as_micros() as u64;
+        self.lag = lag;
+    }
+
+    /// Prometheus text exposition.
+    pub fn metrics(&self) -> String {
+        let job = &self.job;
+        let mut out = String::new();
+        let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} {kind}\n{name}{{job=\"{job}\"}} {value}"
+            );
+        };
+        metric(
+            "weir_driver_generation",
+            "gauge",
+            "Leader generation of this driver.",
+            self.generation as f64,
+        );
+        metric(
+            "weir_driver_executors",
+            "gauge",
+            "Executors attached.",
+            self.executors.len() as f64,
+        );
+        metric(
+            "weir_driver_batches_in_flight",
+            "gauge",
+            "Batches recorded, not yet committed.",
+            self.batches_in_flight as f64,
+        );
+        metric(
+            "weir_driver_batches_committed_total",
+            "counter",
+            "Batches committed since start.",
+            self.batches_committed as f64,
+        );
+        metric(
+            "weir_driver_empty_rounds_total",
+            "counter",
+            "Planning rounds that found no new records.",
+            self.empty_rounds as f64,
+        );
+        metric(
+            "weir_driver_records_in_total",
+            "counter",
+            "Records read by committed batches.",
+            self.records_in as f64,
+        );
+        metric(
+            "weir_driver_records_out_total",
+            "counter",
+            "Records written by committed batches.",
+            self.records_out as f64,
+        );
+        metric(
+            "weir_driver_records_rejected_total",
+            "counter",
+            "Records a transform rejected.",
+            self.records_rejected as f64,
+        );
+        metric(
+            "weir_driver_lag_records",
+            "gauge",
+            "Source records not yet planned.",
+            self.lag as f64,
+        );
+        metric(
+            "weir_driver_batch_processing_seconds",
+            "gauge",
+            "Processing time of the last committed batch.",
+            self.last_processing_ms as f64 / 1000.0,
+        );
+        metric(
+            "weir_driver_batch_scheduling_delay_seconds",
+            "gauge",
+            "Scheduling delay of the last committed batch.",
+            self.last_scheduling_delay_ms as f64 / 1000.0,
+        );
+        out
+    }
+}

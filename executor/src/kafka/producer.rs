@@ -1,0 +1,148 @@
+//! The executor's Kafka producer: one per executor and cluster, reused by every task. Each task
+//! counts its own deliveries (the delivery opaque is the task's counter, so no allocation per
+//! record), and a task is done only when all its records are acknowledged.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::ClientContext;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use weir_common::Record;
+
+use crate::error::TaskError;
+
+/// How long a task's flush may take before the task fails (retryable).
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// One task's deliveries.
+#[derive(Default)]
+pub struct Deliveries {
+    sent: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+pub struct DeliveryTracker;
+
+impl ClientContext for DeliveryTracker {}
+
+impl ProducerContext for DeliveryTracker {
+    type DeliveryOpaque = Arc<Deliveries>;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
+        match result {
+            Ok(_) => {
+                deliveries.acked.fetch_add(1, Ordering::Relaxed);
+            }
+            Err((e, _)) => {
+                deliveries.failed.fetch_add(1, Ordering::Relaxed);
+                deliveries
+                    .first_error
+                    .lock()
+                    .expect("delivery error")
+                    .get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SharedProducer {
+    producer: Arc<ThreadedProducer<DeliveryTracker>>,
+    brokers: String,
+}
+
+impl SharedProducer {
+    /// An idempotent producer: retries inside librdkafka never duplicate or reorder a record.
+    pub fn new(mut config: ClientConfig, brokers: &str) -> Result<Self, TaskError> {
+        config.set("enable.idempotence", "true").set("acks", "all");
+        if config.get("linger.ms").is_none() {
+            config.set("linger.ms", "5");
+        }
+        let producer = config.create_with_context(DeliveryTracker).map_err(|e| {
+            TaskError::fatal(format!("cannot create a producer for {brokers}: {e}"))
+        })?;
+        Ok(SharedProducer { producer: Arc::new(producer), brokers: brokers.to_owned() })
+    }
+
+    /// Queues one record (waiting while librdkafka's queue is full); `partition` `None` lets the
+    /// partitioner choose by key.
+    pub fn send(
+        &self,
+        deliveries: &Arc<Deliveries>,
+        topic: &str,
+        partition: Option<i32>,
+        record: &Record<'_>,
+        extra_header: Option<(&str, &[u8])>,
+    ) -> Result<(), TaskError> {
+        let mut message = BaseRecord::with_opaque_to(topic, deliveries.clone());
+        if let Some(key) = record.key.as_deref() {
+            message = message.key(key);
+        }
+        if let Some(payload) = record.payload.as_deref() {
+            message = message.payload(payload);
+        }
+        if let Some(p) = partition {
+            message = message.partition(p);
+        }
+        if let Some(ts) = record.timestamp_ms {
+            message = message.timestamp(ts);
+        }
+        if !record.headers.is_empty() || extra_header.is_some() {
+            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
+            for h in &record.headers {
+                headers = headers.insert(KafkaHeader { key: &h.key, value: h.value.as_deref() });
+            }
+            if let Some((key, value)) = extra_header {
+                headers = headers.insert(KafkaHeader { key, value: Some(value) });
+            }
+            message = message.headers(headers);
+        }
+        deliveries.sent.fetch_add(1, Ordering::Relaxed);
+        loop {
+            match self.producer.send(message) {
+                Ok(()) => return Ok(()),
+                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), returned)) => {
+                    message = returned;
+                    std::thread::sleep(Duration::from_millis(2));
+                }
+                Err((e, _)) => {
+                    deliveries.sent.fetch_sub(1, Ordering::Relaxed);
+                    return Err(TaskError::retryable(format!("producing to {topic}: {e}")));
+                }
+            }
+        }
+    }
+
+    /// Waits until every record of `deliveries` is acknowledged; fails if any was not.
+    pub fn flush(&self, deliveries: &Deliveries) -> Result<(), TaskError> {
+        self.producer
+            .flush(FLUSH_TIMEOUT)
+            .map_err(|e| TaskError::retryable(format!("flushing to {}: {e}", self.brokers)))?;
+        let (sent, acked, failed) = (
+            deliveries.sent.load(Ordering::Acquire),
+            deliveries.acked.load(Ordering::Acquire),
+            deliveries.failed.load(Ordering::Acquire),
+        );
+        if failed > 0 {
+            let first =
+                deliveries.first_error.lock().expect("delivery error").clone().unwrap_or_default();
+            return Err(TaskError::retryable(format!(
+                "{failed} of {sent} records were not delivered to {}: {first}",
+                self.brokers
+            )));
+        }
+        if acked != sent {
+            return Err(TaskError::retryable(format!(
+                "only {acked} of {sent} records acknowledged by {} after flushing",
+                self.brokers
+            )));
+        }
+        Ok(())
+    }
+}

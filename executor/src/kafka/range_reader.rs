@@ -1,0 +1,196 @@
+//! Reads exactly one offset range of one partition, streaming each record to a callback without
+//! holding the range in memory. One consumer per partition is kept between tasks: when the next
+//! range starts where the last one ended, the consumer's prefetched records are used as they are;
+//! otherwise it is re-assigned at `from` (a seek).
+//!
+//! Invariant kept here: the callback sees every visible record with `from <= offset < until`
+//! once, in offset order, and nothing else; reading stops at `until` even when offsets have gaps
+//! (compaction, transaction markers, aborted records under `read_committed`).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use rdkafka::ClientContext;
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::message::BorrowedMessage;
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_common::{OffsetRange, TopicPartition};
+
+use crate::error::TaskError;
+
+/// A range that delivers nothing for this long fails (retryable): the broker is gone or stuck.
+const STALL_TIMEOUT: Duration = Duration::from_secs(30);
+const POLL: Duration = Duration::from_millis(100);
+
+/// librdkafka reports the end of a partition as an error; for a range reader it is a normal
+/// event (handled in [`read_into`]), so it is not logged as one.
+pub struct ReaderContext;
+
+impl ClientContext for ReaderContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if matches!(error, KafkaError::PartitionEOF(_)) {
+            tracing::trace!(reason, "End of partition");
+        } else {
+            tracing::warn!(error = %error, reason, "Kafka consumer error");
+        }
+    }
+}
+
+impl ConsumerContext for ReaderContext {}
+
+struct Cached {
+    consumer: BaseConsumer<ReaderContext>,
+    /// The offset the consumer delivers next, when known; `None` forces a seek.
+    next: Option<i64>,
+}
+
+pub struct ConsumerCache {
+    config: ClientConfig,
+    idle: Mutex<HashMap<TopicPartition, Cached>>,
+}
+
+impl ConsumerCache {
+    pub fn new(mut config: ClientConfig) -> Self {
+        if config.get("queued.max.messages.kbytes").is_none() {
+            // Each cached consumer prefetches up to this much; librdkafka's 64 MiB per
+            // partition would let an executor's memory grow with its partition count.
+            config.set("queued.max.messages.kbytes", "16384");
+        }
+        config
+            .set("enable.auto.commit", "false")
+            .set("enable.auto.offset.store", "false")
+            // librdkafka's "none": a position outside the log is an error, never a silent jump.
+            .set("auto.offset.reset", "error")
+            .set("isolation.level", "read_committed")
+            .set("enable.partition.eof", "true");
+        ConsumerCache { config, idle: Mutex::new(HashMap::new()) }
+    }
+
+    /// Reads `range`, calling `on_record` for each record. Stops early, with an error, when
+    /// `cancel` is set or `on_record` fails.
+    pub fn read(
+        &self,
+        range: &OffsetRange,
+        cancel: &AtomicBool,
+        mut on_record: impl FnMut(&BorrowedMessage<'_>) -> Result<(), TaskError>,
+    ) -> Result<(), TaskError> {
+        if range.is_empty() {
+            return Ok(());
+        }
+        let tp = range.topic_partition();
+        let mut cached = self.checkout(tp)?;
+        let result = read_into(&mut cached, range, cancel, &mut on_record);
+        if result.is_err() {
+            cached.next = None;
+        }
+        self.idle.lock().expect("consumer cache").insert(tp.clone(), cached);
+        result
+    }
+
+    fn checkout(&self, tp: &TopicPartition) -> Result<Cached, TaskError> {
+        if let Some(cached) = self.idle.lock().expect("consumer cache").remove(tp) {
+            return Ok(cached);
+        }
+        let consumer = self
+            .config
+            .create_with_context(ReaderContext)
+            .map_err(|e| TaskError::retryable(format!("cannot create a consumer for {tp}: {e}")))?;
+        Ok(Cached { consumer, next: None })
+    }
+}
+
+fn seek(cached: &mut Cached, tp: &TopicPartition, from: i64) -> Result<(), TaskError> {
+    let mut assignment = TopicPartitionList::new();
+    assignment
+        .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
+        .map_err(|e| TaskError::fatal(format!("{tp}: {e}")))?;
+    cached
+        .consumer
+        .assign(&assignment)
+        .map_err(|e| TaskError::retryable(format!("cannot assign {tp} at {from}: {e}")))?;
+    cached.next = Some(from);
+    Ok(())
+}
+
+fn read_into(
+    cached: &mut Cached,
+    range: &OffsetRange,
+    cancel: &AtomicBool,
+    on_record: &mut impl FnMut(&BorrowedMessage<'_>) -> Result<(), TaskError>,
+) -> Result<(), TaskError> {
+    use rdkafka::message::Message;
+    let tp = range.topic_partition();
+    let (from, until) = (range.from(), range.until());
+    if cached.next != Some(from) {
+        seek(cached, tp, from)?;
+    }
+    let mut position = from;
+    let mut delivered_any = false;
+    let mut reseeked_after_eof = false;
+    let mut last_progress = Instant::now();
+    while position < until {
+        if cancel.load(Ordering::Relaxed) {
+            return Err(TaskError::retryable("cancelled"));
+        }
+        match cached.consumer.poll(POLL) {
+            None => {
+                if last_progress.elapsed() > STALL_TIMEOUT {
+                    return Err(TaskError::retryable(format!(
+                        "no record of {tp} for {STALL_TIMEOUT:?} at offset {position} (reading {range})"
+                    )));
+                }
+            }
+            Some(Ok(m)) => {
+                let offset = m.offset();
+                if offset < position {
+                    continue;
+                }
+                if offset >= until {
+                    // A gap reached past `until`: the record belongs to the next range, which
+                    // must seek back to it.
+                    cached.next = None;
+                    return Ok(());
+                }
+                on_record(&m)?;
+                position = offset + 1;
+                delivered_any = true;
+                last_progress = Instant::now();
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                // The end of the log (its last stable offset) is at or past `until`, which was at
+                // most the end when the batch was planned: every record of the range has been
+                // delivered, the rest is a gap. An EOF before anything was delivered may be left
+                // over from the previous range on this consumer, so seek once and look again.
+                if !delivered_any && !reseeked_after_eof {
+                    seek(cached, tp, position)?;
+                    reseeked_after_eof = true;
+                    continue;
+                }
+                cached.next = None;
+                return Ok(());
+            }
+            Some(Err(e)) => return Err(classify(e, range, position)),
+        }
+    }
+    cached.next = Some(until);
+    Ok(())
+}
+
+fn classify(e: KafkaError, range: &OffsetRange, position: i64) -> TaskError {
+    let tp = range.topic_partition();
+    match e.rdkafka_error_code() {
+        Some(RDKafkaErrorCode::OffsetOutOfRange) | Some(RDKafkaErrorCode::AutoOffsetReset) => {
+            TaskError::fatal(format!(
+                "offsets [{position}, {}) of {tp} are not in Kafka any more (deleted by retention?): {e}",
+                range.until()
+            ))
+        }
+        Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
+            TaskError::fatal(format!("{tp} does not exist any more: {e}"))
+        }
+        _ => TaskError::retryable(format!("reading {range}: {e}")),
+    }
+}

@@ -1,0 +1,271 @@
+//! The attach loop: find the leading driver (etcd's leader key, or `--driver`), open the `Attach`
+//! stream, run the tasks it assigns, report them, heartbeat; when the driver goes, find the next
+//! one. Refuses any driver message older than the newest generation seen.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use etcd_client::Client;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info, info_span, warn};
+use weir_common::OffsetRange;
+use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId, TaskMetrics};
+use weir_common::transform::TransformRegistry;
+use weir_proto::v1 as pb;
+use weir_proto::v1::driver_client::DriverClient;
+use weir_proto::v1::driver_message::Kind;
+
+use crate::context::JobContext;
+use crate::error::{ExecutorError, TaskError};
+use crate::task::run_task;
+
+/// How an executor finds and introduces itself to its driver.
+#[derive(Debug, Clone)]
+pub struct ExecutorOptions {
+    pub etcd: Vec<String>,
+    pub prefix: String,
+    pub job: String,
+    /// Attach to this driver URL instead of looking the leader up in etcd.
+    pub driver: Option<String>,
+    pub slots: u32,
+    pub id: String,
+    pub address: String,
+}
+
+/// Used until the driver's config says otherwise.
+const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub enum SessionEnd {
+    /// Shut down cleanly: every task finished and was reported.
+    Stopped,
+    /// The driver went away (or was replaced); find the leader again.
+    Lost(String),
+}
+
+/// Executor state that outlives one driver connection.
+pub struct Attacher {
+    options: ExecutorOptions,
+    registry: TransformRegistry,
+    etcd: Option<Client>,
+    seen_generation: u64,
+    context: Option<Arc<JobContext>>,
+}
+
+type Done = (TaskId, Result<TaskMetrics, TaskError>);
+
+impl Attacher {
+    pub fn new(options: ExecutorOptions, registry: TransformRegistry) -> Self {
+        Attacher { options, registry, etcd: None, seen_generation: 0, context: None }
+    }
+
+    /// The driver to attach to: `--driver`, or the leader recorded in etcd (ignoring a leader
+    /// older than one already seen).
+    pub async fn find_driver(&mut self) -> Result<String, ExecutorError> {
+        if let Some(url) = &self.options.driver {
+            return Ok(url.clone());
+        }
+        let endpoints = self.options.etcd.join(",");
+        let etcd = |source| ExecutorError::Etcd { endpoints: endpoints.clone(), source };
+        if self.etcd.is_none() {
+            let options = etcd_client::ConnectOptions::new()
+                .with_connect_timeout(Duration::from_secs(3))
+                .with_timeout(Duration::from_secs(5));
+            self.etcd =
+                Some(Client::connect(&self.options.etcd, Some(options)).await.map_err(etcd)?);
+        }
+        let key = JobKeys::new(&self.options.prefix, &self.options.job).leader();
+        let client = self.etcd.as_ref().expect("connected above");
+        let resp = client.kv_client().get(key.as_str(), None).await.map_err(etcd)?;
+        let no_leader =
+            || ExecutorError::NoLeader { job: self.options.job.clone(), key: key.clone() };
+        let leader = resp
+            .kvs()
+            .first()
+            .and_then(|kv| LeaderRecord::decode(kv.value()).ok())
+            .ok_or_else(no_leader)?;
+        if leader.generation < self.seen_generation {
+            return Err(no_leader());
+        }
+        Ok(leader.address)
+    }
+
+    /// One connection to one driver, until it ends.
+    pub async fn session(&mut self, url: &str, stop: &CancellationToken) -> SessionEnd {
+        let lost =
+            |what: &str, e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{what} {url}: {e}"));
+        let mut client = match DriverClient::connect(url.to_owned()).await {
+            Ok(c) => c,
+            Err(e) => return lost("cannot connect to the driver at", &e),
+        };
+        let (outbox, rx) = mpsc::channel::<pb::ExecutorMessage>(1024);
+        let hello = pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            executor_id: self.options.id.clone(),
+            slots: self.options.slots,
+            address: self.options.address.clone(),
+            seen_generation: self.seen_generation,
+        };
+        let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
+        let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return lost("the driver refused the attach at", &status),
+        };
+        let (generation, welcome) = match inbound.message().await {
+            Ok(Some(pb::DriverMessage { generation, kind: Some(Kind::Welcome(w)) })) => {
+                (generation, w)
+            }
+            Ok(_) => return SessionEnd::Lost(format!("the driver at {url} sent no welcome")),
+            Err(status) => return lost("the stream broke at", &status),
+        };
+        if generation < self.seen_generation {
+            return SessionEnd::Lost(format!(
+                "refusing driver generation {generation}: generation {} was already seen",
+                self.seen_generation
+            ));
+        }
+        self.seen_generation = generation;
+        let context = self.context_for(&welcome.config_toml);
+        let (heartbeat, driver_timeout) = match &context {
+            Ok(c) => (c.config.driver.heartbeat_interval, c.config.driver.executor_timeout),
+            Err(_) => (DEFAULT_HEARTBEAT, DEFAULT_DRIVER_TIMEOUT),
+        };
+        info!(driver = %welcome.driver_id, generation, url, "Attached to the driver");
+
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
+        let mut running: HashMap<TaskId, Arc<AtomicBool>> = HashMap::new();
+        let mut beat = tokio::time::interval(heartbeat);
+        let mut last_heard = Instant::now();
+        let mut leaving = false;
+        let end = loop {
+            tokio::select! {
+                incoming = inbound.message() => {
+                    let m = match incoming {
+                        Ok(Some(m)) => m,
+                        Ok(None) => break SessionEnd::Lost(format!("the driver at {url} closed the stream")),
+                        Err(status) => break lost("the stream broke at", &status),
+                    };
+                    if m.generation < self.seen_generation {
+                        break SessionEnd::Lost(format!("refusing a message of old generation {}", m.generation));
+                    }
+                    last_heard = Instant::now();
+                    match m.kind {
+                        Some(Kind::Assign(assign)) => {
+                            let Some(id) = assign.task.map(TaskId::from) else { continue };
+                            let ranges: Result<Vec<OffsetRange>, _> =
+                                assign.ranges.into_iter().map(OffsetRange::try_from).collect();
+                            let result = match (&context, ranges) {
+                                (_, Err(e)) => Err(TaskError::fatal(format!("bad task from the driver: {e}"))),
+                                (Err(e), _) => Err(e.clone()),
+                                (Ok(ctx), Ok(ranges)) => {
+                                    running.insert(id, spawn_task(ctx.clone(), id, ranges, done_tx.clone()));
+                                    continue;
+                                }
+                            };
+                            let _ = done_tx.send((id, result));
+                        }
+                        Some(Kind::Cancel(cancel)) => {
+                            if let Some(flag) = cancel.task.map(TaskId::from).and_then(|id| running.get(&id)) {
+                                flag.store(true, Ordering::Relaxed);
+                            }
+                        }
+                        Some(Kind::Heartbeat(_)) | Some(Kind::Welcome(_)) | None => {}
+                    }
+                }
+                Some((id, result)) = done_rx.recv() => {
+                    if running.remove(&id).is_none() && result.is_ok() {
+                        // Only failures of tasks never started (bad config) are sent without a run.
+                    }
+                    let kind = match result {
+                        Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
+                            task: Some(id.into()),
+                            metrics: Some(metrics.into()),
+                        }),
+                        Err(e) => pb::executor_message::Kind::Failed(pb::TaskFailed {
+                            task: Some(id.into()),
+                            retryable: e.retryable,
+                            message: e.message,
+                        }),
+                    };
+                    if outbox.send(message(kind)).await.is_err() {
+                        break SessionEnd::Lost("the stream to the driver closed".into());
+                    }
+                    if leaving && running.is_empty() {
+                        break SessionEnd::Stopped;
+                    }
+                }
+                _ = beat.tick() => {
+                    if last_heard.elapsed() > driver_timeout {
+                        break SessionEnd::Lost(format!("no word from the driver at {url} for {driver_timeout:?}"));
+                    }
+                    let beat = pb::Heartbeat { sent_at_ms: 0 };
+                    if outbox.send(message(pb::executor_message::Kind::Heartbeat(beat))).await.is_err() {
+                        break SessionEnd::Lost("the stream to the driver closed".into());
+                    }
+                }
+                _ = stop.cancelled(), if !leaving => {
+                    leaving = true;
+                    info!(running = running.len(), "Stopping: finishing running tasks, taking no new ones");
+                    let _ = outbox.send(message(pb::executor_message::Kind::Leaving(pb::Leaving {}))).await;
+                    if running.is_empty() {
+                        break SessionEnd::Stopped;
+                    }
+                }
+            }
+        };
+        // Tasks of a lost session are the driver's to run again; stop wasting work on them.
+        for flag in running.values() {
+            flag.store(true, Ordering::Relaxed);
+        }
+        end
+    }
+
+    fn context_for(&mut self, config_toml: &str) -> Result<Arc<JobContext>, TaskError> {
+        if let Some(ctx) = &self.context
+            && ctx.config_toml == config_toml
+        {
+            return Ok(ctx.clone());
+        }
+        let built = JobContext::build(config_toml, &self.registry);
+        match &built {
+            Ok(ctx) => self.context = Some(ctx.clone()),
+            Err(e) => warn!(error = %e, "Cannot run this job's tasks"),
+        }
+        built
+    }
+}
+
+fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {
+    pb::ExecutorMessage { kind: Some(kind) }
+}
+
+fn spawn_task(
+    ctx: Arc<JobContext>,
+    id: TaskId,
+    ranges: Vec<OffsetRange>,
+    done: mpsc::UnboundedSender<Done>,
+) -> Arc<AtomicBool> {
+    let cancel = Arc::new(AtomicBool::new(false));
+    let flag = cancel.clone();
+    let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let result = run_task(&ctx, id, &ranges, &flag);
+        match &result {
+            Ok(m) => debug!(
+                records_in = m.records_in,
+                records_out = m.records_out,
+                took_ms = m.total_ms,
+                "Task done"
+            ),
+            Err(e) => warn!(retryable = e.retryable, error = %e, "Task failed"),
+        }
+        let _ = done.send((id, result));
+    });
+    cancel
+}
