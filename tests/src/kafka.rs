@@ -9,7 +9,7 @@ use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{BorrowedMessage, Message};
+use rdkafka::message::{BorrowedMessage, Headers, Message};
 use rdkafka::producer::{FutureProducer, FutureRecord};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 
@@ -33,9 +33,19 @@ pub struct Consumed {
     pub offset: i64,
     pub key: Option<Vec<u8>>,
     pub payload: Option<Vec<u8>>,
+    pub headers: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl Consumed {
+    /// The value of header `key`, as text.
+    pub fn header(&self, key: &str) -> Option<String> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == key)
+            .and_then(|(_, v)| v.as_deref())
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+    }
+
     /// The id of a record made by [`record_key`], if the key has that shape.
     pub fn id(&self) -> Option<u64> {
         let key = std::str::from_utf8(self.key.as_deref()?).ok()?;
@@ -50,6 +60,12 @@ impl From<&BorrowedMessage<'_>> for Consumed {
             offset: m.offset(),
             key: m.key().map(<[u8]>::to_vec),
             payload: m.payload().map(<[u8]>::to_vec),
+            headers: m
+                .headers()
+                .map(|h| {
+                    h.iter().map(|h| (h.key.to_owned(), h.value.map(<[u8]>::to_vec))).collect()
+                })
+                .unwrap_or_default(),
         }
     }
 }
@@ -103,13 +119,23 @@ pub async fn create_topic(name: &str, partitions: i32) {
 /// Produces `count` records with ids `0..count`, record `id` to partition `id % partitions`,
 /// and returns where each one landed. Waits for every delivery; panics on any failure.
 pub async fn produce_ids(topic: &str, partitions: i32, count: u64) -> Vec<Produced> {
+    produce_range(topic, partitions, 0..count).await
+}
+
+/// Like [`produce_ids`] for the ids `ids` (so a test can add more records with new ids later).
+pub async fn produce_range(
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+) -> Vec<Produced> {
+    let count = ids.end - ids.start;
     let producer: FutureProducer = client_config()
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
         .expect("producer for the test broker");
     let mut deliveries = Vec::with_capacity(count as usize);
-    for id in 0..count {
+    for id in ids {
         let partition = (id % partitions as u64) as i32;
         let key = record_key(id);
         let payload = record_payload(id);

@@ -35,6 +35,11 @@ impl Supervisor {
         Self { children: Vec::new(), log_dir }
     }
 
+    /// Where the children's logs (and a test's scratch files) go.
+    pub fn log_dir(&self) -> &std::path::Path {
+        &self.log_dir
+    }
+
     /// Starts `command` as the child called `name`. A later `spawn` with the same name (a
     /// restart) replaces it for `kill`, `pause` and the rest; the old one is still cleaned up.
     pub fn spawn(&mut self, name: &str, mut command: Command) -> u32 {

@@ -1,0 +1,7 @@
+//! The core pipeline end to end: the real `weir-driver` and `weir-executor` binaries against the
+//! real Kafka and etcd, judged by an independent `read_committed` reader of the output topic and
+//! by what etcd holds.
+
+mod bad_input;
+mod delivery;
+mod restarts;

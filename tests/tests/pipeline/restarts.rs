@@ -1,0 +1,94 @@
+use std::time::Duration;
+
+use weir_tests::job::{JobFixture, id_counts};
+use weir_tests::kafka;
+
+/// `kill -9` of an executor while it runs tasks: its tasks run again on another executor and
+/// nothing is lost (at-least-once: a record may arrive twice).
+#[tokio::test]
+async fn kill_9_of_an_executor_loses_nothing() {
+    let mut job = JobFixture::new("pipeline-kill-executor", 8, "").await;
+    kafka::produce_ids(&job.input, 8, 200_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.supervisor.wait_for_log("driver", "Assigning task", Duration::from_secs(30)).await;
+    job.supervisor.kill("ex-1");
+    job.start_executor("ex-2");
+    job.wait_committed(&job.input.clone(), 200_000, Duration::from_secs(90)).await;
+
+    let driver_log = job.supervisor.log("driver");
+    assert!(driver_log.contains("Executor lost; its tasks run again elsewhere"), "{driver_log}");
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 200_000, "every record arrived");
+}
+
+/// `kill -9` of the driver after it recorded a batch: the restarted driver replays the batch
+/// exactly as recorded, then goes on planning from etcd's offsets; nothing is lost.
+#[tokio::test]
+async fn kill_9_of_the_driver_then_restart_replays_the_recorded_batch() {
+    let mut job = JobFixture::new("pipeline-kill-driver", 4, "").await;
+    kafka::produce_ids(&job.input, 4, 20_000).await;
+    // No executor yet: the batch is recorded and cannot finish before the kill.
+    job.start_driver();
+    job.supervisor.wait_for_log("driver", "Batch recorded", Duration::from_secs(30)).await;
+    job.supervisor.kill("driver");
+    let recorded = job.batch_records().await;
+    assert_eq!(recorded.keys().copied().collect::<Vec<_>>(), [1], "batch 1 recorded");
+    assert_eq!(job.uncommitted_batches().await, [1]);
+    let batch_1: Vec<String> = recorded[&1].ranges().map(|r| r.to_string()).collect();
+
+    kafka::produce_range(&job.input, 4, 20_000..30_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.start_executor("ex-2");
+    job.wait_committed(&job.input.clone(), 30_000, Duration::from_secs(90)).await;
+
+    let log = job.supervisor.log("driver");
+    assert!(log.contains("Replaying a recorded batch batch=1"), "{log}");
+    let replayed: Vec<String> =
+        job.batch_records().await[&1].ranges().map(|r| r.to_string()).collect();
+    assert_eq!(replayed, batch_1, "batch 1 ran exactly as recorded");
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 30_000, "every record arrived");
+    assert!(counts.values().all(|&n| n == 1), "no fault hit a running task, so nothing twice");
+}
+
+/// A restart whose config adds a topic: the new topic starts at `starting_offsets` (here
+/// `latest`), the old one resumes where it stopped (its records written while the job was down
+/// are not skipped).
+#[tokio::test]
+async fn a_restart_that_adds_a_topic_reads_it_from_starting_offsets() {
+    let mut job = JobFixture::new("pipeline-add-topic", 2, "").await;
+    let old = job.input.clone();
+    let new = job.names.topic("in2");
+    kafka::create_topic(&new, 2).await;
+    let latest = r#"starting_offsets = "latest""#;
+    job.write_config(&format!("topics = [\"{old}\"]\n{latest}"), "");
+    kafka::produce_range(&old, 2, 0..1_000).await; // before the first start: skipped (latest)
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.supervisor
+        .wait_for_log("driver", "New partition; reading from here", Duration::from_secs(30))
+        .await;
+    let start = job.committed_records(&old).await;
+    assert_eq!(start, 1_000, "latest resolved and written to etcd at once");
+    kafka::produce_range(&old, 2, 1_000..2_000).await;
+    job.wait_committed(&old, 2_000, Duration::from_secs(60)).await;
+    let status = job.supervisor.terminate("driver", Duration::from_secs(30)).await;
+    assert!(status.success());
+
+    kafka::produce_range(&old, 2, 2_000..2_500).await; // while down: must not be skipped
+    kafka::produce_range(&new, 2, 10_000..10_300).await; // before the new topic is known: skipped
+    job.write_config(&format!("topics = [\"{old}\", \"{new}\"]\n{latest}"), "");
+    job.start_driver();
+    job.supervisor
+        .wait_for_log("driver", "New partition; reading from here", Duration::from_secs(30))
+        .await;
+    kafka::produce_range(&new, 2, 10_300..10_500).await;
+    job.wait_committed(&old, 2_500, Duration::from_secs(60)).await;
+    job.wait_committed(&new, 500, Duration::from_secs(60)).await;
+
+    let ids: Vec<u64> = id_counts(&kafka::read_committed(&job.output).await).into_keys().collect();
+    let expected: Vec<u64> = (1_000..2_500).chain(10_300..10_500).collect();
+    assert_eq!(ids, expected);
+}
