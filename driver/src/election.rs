@@ -116,23 +116,41 @@ pub async fn campaign(
     }
 }
 
+/// Keeps the lease alive every third of its TTL. A failed keep-alive is retried (with a new
+/// stream) until the lease's TTL has passed since the last success; only then, or when etcd says
+/// the lease is gone, is the leadership lost.
 async fn keep_alive(client: Client, lease: i64, ttl_secs: i64, lost: CancellationToken) {
-    let period = Duration::from_millis((ttl_secs as u64 * 1000) / 3);
-    let result: Result<(), String> = async {
-        let (mut keeper, mut responses) =
-            client.lease_client().keep_alive(lease).await.map_err(|e| e.to_string())?;
-        loop {
-            tokio::time::sleep(period).await;
-            keeper.keep_alive().await.map_err(|e| e.to_string())?;
-            match responses.message().await.map_err(|e| e.to_string())? {
-                Some(r) if r.ttl() > 0 => {}
-                _ => return Err("the lease expired".into()),
+    let ttl = Duration::from_secs(ttl_secs as u64);
+    let period = ttl / 3;
+    let mut last_success = tokio::time::Instant::now();
+    let mut stream = None;
+    loop {
+        tokio::time::sleep(period).await;
+        let result = async {
+            if stream.is_none() {
+                stream = Some(client.lease_client().keep_alive(lease).await?);
+            }
+            let (keeper, responses) = stream.as_mut().expect("opened above");
+            keeper.keep_alive().await?;
+            Ok::<_, etcd_client::Error>(responses.message().await?.map_or(0, |r| r.ttl()))
+        }
+        .await;
+        match result {
+            Ok(ttl_left) if ttl_left > 0 => last_success = tokio::time::Instant::now(),
+            Ok(_) => {
+                tracing::error!(lease, "The leader lease expired");
+                lost.cancel();
+                return;
+            }
+            Err(e) => {
+                stream = None;
+                if last_success.elapsed() >= ttl {
+                    tracing::error!(lease, error = %e, "Could not keep the leader lease alive");
+                    lost.cancel();
+                    return;
+                }
+                tracing::warn!(lease, error = %e, "Keeping the leader lease alive failed; retrying");
             }
         }
-    }
-    .await;
-    if let Err(reason) = result {
-        tracing::error!(lease, %reason, "Lost the leader lease");
-        lost.cancel();
     }
 }

@@ -251,7 +251,10 @@ impl JobLoop {
                 };
                 self.scheduler.executor_seen(&executor, now);
                 match event {
-                    ExecutorEvent::Heartbeat | ExecutorEvent::Progress => {}
+                    ExecutorEvent::Heartbeat => {}
+                    ExecutorEvent::Progress { task, records_in } => {
+                        self.status.lock().expect("status").progress(&executor, task, records_in);
+                    }
                     ExecutorEvent::Succeeded { task, metrics } => {
                         if self.scheduler.task_succeeded(&executor, task, metrics) {
                             debug!(executor = %executor, batch = task.batch, lane = task.lane,
@@ -374,6 +377,10 @@ impl JobLoop {
     fn publish_status(&self) {
         let mut status = self.status.lock().expect("status");
         status.executors = self.scheduler.executor_status();
+        let running = self.scheduler.running();
+        status
+            .running_tasks
+            .retain(|t| running.iter().any(|(e, id)| *e == t.executor && *id == t.task));
         status.batches_in_flight = self.scheduler.batches_in_flight();
         status.generation = self.generation;
     }

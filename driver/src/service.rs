@@ -23,17 +23,9 @@ pub type ConnectionId = u64;
 #[derive(Debug)]
 pub enum ExecutorEvent {
     Heartbeat,
-    /// Progress counts as a sign of life; the driver keeps no per-task progress yet.
-    Progress,
-    Succeeded {
-        task: TaskId,
-        metrics: TaskMetrics,
-    },
-    Failed {
-        task: TaskId,
-        retryable: bool,
-        message: String,
-    },
+    Progress { task: TaskId, records_in: u64 },
+    Succeeded { task: TaskId, metrics: TaskMetrics },
+    Failed { task: TaskId, retryable: bool, message: String },
     Leaving,
 }
 
@@ -84,7 +76,9 @@ fn convert(kind: Kind) -> Result<ExecutorEvent, Status> {
     Ok(match kind {
         Kind::Hello(_) => return Err(Status::invalid_argument("hello sent twice")),
         Kind::Heartbeat(_) => ExecutorEvent::Heartbeat,
-        Kind::Progress(_) => ExecutorEvent::Progress,
+        Kind::Progress(p) => {
+            ExecutorEvent::Progress { task: task(p.task)?, records_in: p.records_in }
+        }
         Kind::Succeeded(s) => ExecutorEvent::Succeeded {
             task: task(s.task)?,
             metrics: s.metrics.map(TaskMetrics::from).unwrap_or_default(),

@@ -6,7 +6,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
-use weir_common::protocol::TaskMetrics;
+use weir_common::protocol::{TaskId, TaskMetrics};
 
 use crate::scheduler::ExecutorStatus;
 
@@ -16,6 +16,8 @@ pub struct Status {
     pub driver_id: String,
     pub generation: u64,
     pub executors: Vec<ExecutorStatus>,
+    /// Running tasks with the progress their executor last reported.
+    pub running_tasks: Vec<TaskProgress>,
     pub batches_in_flight: usize,
     pub last_committed_batch: Option<u64>,
     pub batches_committed: u64,
@@ -33,7 +35,30 @@ pub struct Status {
     pub waiting_for: Option<String>,
 }
 
+#[derive(Debug, Clone, Serialize)]
+pub struct TaskProgress {
+    pub executor: String,
+    #[serde(serialize_with = "task_id")]
+    pub task: TaskId,
+    pub records_in: u64,
+}
+
+fn task_id<S: serde::Serializer>(id: &TaskId, s: S) -> Result<S::Ok, S::Error> {
+    s.collect_str(id)
+}
+
 impl Status {
+    pub fn progress(&mut self, executor: &str, task: TaskId, records_in: u64) {
+        match self.running_tasks.iter_mut().find(|t| t.task == task && t.executor == executor) {
+            Some(t) => t.records_in = records_in,
+            None => self.running_tasks.push(TaskProgress {
+                executor: executor.to_owned(),
+                task,
+                records_in,
+            }),
+        }
+    }
+
     pub fn committed(
         &mut self,
         batch: u64,

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use etcd_client::Client;
@@ -138,7 +138,7 @@ impl Attacher {
         info!(driver = %welcome.driver_id, generation, url, "Attached to the driver");
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
-        let mut running: HashMap<TaskId, Arc<AtomicBool>> = HashMap::new();
+        let mut running: HashMap<TaskId, Arc<TaskControl>> = HashMap::new();
         let mut beat = tokio::time::interval(heartbeat);
         let mut last_heard = Instant::now();
         let mut leaving = false;
@@ -170,17 +170,15 @@ impl Attacher {
                             let _ = done_tx.send((id, result));
                         }
                         Some(Kind::Cancel(cancel)) => {
-                            if let Some(flag) = cancel.task.map(TaskId::from).and_then(|id| running.get(&id)) {
-                                flag.store(true, Ordering::Relaxed);
+                            if let Some(task) = cancel.task.map(TaskId::from).and_then(|id| running.get(&id)) {
+                                task.cancel.store(true, Ordering::Relaxed);
                             }
                         }
                         Some(Kind::Heartbeat(_)) | Some(Kind::Welcome(_)) | None => {}
                     }
                 }
                 Some((id, result)) = done_rx.recv() => {
-                    if running.remove(&id).is_none() && result.is_ok() {
-                        // Only failures of tasks never started (bad config) are sent without a run.
-                    }
+                    running.remove(&id);
                     let kind = match result {
                         Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
                             task: Some(id.into()),
@@ -204,7 +202,19 @@ impl Attacher {
                         break SessionEnd::Lost(format!("no word from the driver at {url} for {driver_timeout:?}"));
                     }
                     let beat = pb::Heartbeat { sent_at_ms: 0 };
-                    if outbox.send(message(pb::executor_message::Kind::Heartbeat(beat))).await.is_err() {
+                    let mut reports = vec![message(pb::executor_message::Kind::Heartbeat(beat))];
+                    reports.extend(running.iter().map(|(id, task)| {
+                        message(pb::executor_message::Kind::Progress(pb::TaskProgress {
+                            task: Some((*id).into()),
+                            records_in: task.records_in.load(Ordering::Relaxed),
+                        }))
+                    }));
+                    for report in reports {
+                        if outbox.send(report).await.is_err() {
+                            break;
+                        }
+                    }
+                    if outbox.is_closed() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
                     }
                 }
@@ -219,8 +229,8 @@ impl Attacher {
             }
         };
         // Tasks of a lost session are the driver's to run again; stop wasting work on them.
-        for flag in running.values() {
-            flag.store(true, Ordering::Relaxed);
+        for task in running.values() {
+            task.cancel.store(true, Ordering::Relaxed);
         }
         end
     }
@@ -244,18 +254,26 @@ fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {
     pb::ExecutorMessage { kind: Some(kind) }
 }
 
+/// What the session shares with a running task: a cancel flag it polls and the progress it
+/// reports with every heartbeat.
+#[derive(Default)]
+pub struct TaskControl {
+    pub cancel: AtomicBool,
+    pub records_in: AtomicU64,
+}
+
 fn spawn_task(
     ctx: Arc<JobContext>,
     id: TaskId,
     ranges: Vec<OffsetRange>,
     done: mpsc::UnboundedSender<Done>,
-) -> Arc<AtomicBool> {
-    let cancel = Arc::new(AtomicBool::new(false));
-    let flag = cancel.clone();
+) -> Arc<TaskControl> {
+    let control = Arc::new(TaskControl::default());
+    let task_control = control.clone();
     let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let result = run_task(&ctx, id, &ranges, &flag);
+        let result = run_task(&ctx, id, &ranges, &task_control);
         match &result {
             Ok(m) => debug!(
                 records_in = m.records_in,
@@ -267,5 +285,5 @@ fn spawn_task(
         }
         let _ = done.send((id, result));
     });
-    cancel
+    control
 }

@@ -3,7 +3,7 @@
 //! code (librdkafka polls), run on a blocking thread; records stream through one at a time.
 
 use std::borrow::Cow;
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
@@ -13,22 +13,26 @@ use weir_common::{Header, OffsetRange, Record};
 
 use crate::context::JobContext;
 use crate::error::TaskError;
+use crate::session::TaskControl;
 use crate::sink::record_bytes;
 
 pub fn run_task(
     ctx: &JobContext,
     task: TaskId,
     ranges: &[OffsetRange],
-    cancel: &AtomicBool,
+    control: &TaskControl,
 ) -> Result<TaskMetrics, TaskError> {
     let started = Instant::now();
     let mut metrics = TaskMetrics::default();
     let mut output = ctx.sink.begin(task, ranges)?;
     let mut dead_letters = ctx.dead_letters.as_ref().map(|d| d.begin());
     for range in ranges {
-        ctx.consumers.read(range, cancel, |message| {
+        ctx.consumers.read(range, &control.cancel, |message| {
             let record = record_of(message);
             metrics.records_in += 1;
+            if metrics.records_in % 1024 == 0 {
+                control.records_in.store(metrics.records_in, Ordering::Relaxed);
+            }
             metrics.bytes_in += record_bytes(&record);
             match ctx.pipeline.apply(record) {
                 Outcome::Emit(record) => {

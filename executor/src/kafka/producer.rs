@@ -64,6 +64,11 @@ impl SharedProducer {
         if config.get("linger.ms").is_none() {
             config.set("linger.ms", "5");
         }
+        if config.get("message.timeout.ms").is_none() {
+            // librdkafka's 5 minutes would hold a task that can never deliver (a missing output
+            // topic) for that long; fail it sooner, retryably, with the reason.
+            config.set("message.timeout.ms", "30000");
+        }
         let producer = config.create_with_context(DeliveryTracker).map_err(|e| {
             TaskError::fatal(format!("cannot create a producer for {brokers}: {e}"))
         })?;
