@@ -127,6 +127,7 @@ impl JobLoop {
             }
             self.commit_finished().await?;
             self.dispatch();
+            self.let_leaving_executors_go();
             self.publish_status();
             if let Some(deadline) = drain_deadline {
                 if self.scheduler.batches_in_flight() == 0 {
@@ -294,6 +295,15 @@ impl JobLoop {
         } else {
             warn!(executor = %connection.executor, reason, tasks = requeued.len(),
                 "Executor lost; its tasks run again elsewhere");
+        }
+    }
+
+    /// Closes the stream of each leaving executor that has finished its tasks, which lets it exit.
+    fn let_leaving_executors_go(&mut self) {
+        for executor in self.scheduler.idle_leaving_executors() {
+            if let Some(conn) = self.connection_of(&executor) {
+                self.drop_connection(conn, "it left after finishing its tasks");
+            }
         }
     }
 

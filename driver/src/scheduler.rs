@@ -150,6 +150,15 @@ impl Scheduler {
         self.owners.retain(|_, owner| owner != id);
     }
 
+    /// Leaving executors with nothing left to run: they may go.
+    pub fn idle_leaving_executors(&self) -> Vec<ExecutorId> {
+        self.executors
+            .iter()
+            .filter(|(_, e)| e.leaving && e.running.is_empty())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
     /// Executors not heard from for longer than `timeout`.
     pub fn silent_executors(&self, now: Instant, timeout: Duration) -> Vec<ExecutorId> {
         self.executors

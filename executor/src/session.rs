@@ -40,6 +40,15 @@ pub struct ExecutorOptions {
 /// Used until the driver's config says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a leaving executor with nothing left to run waits for the driver to let it go.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
 
 pub enum SessionEnd {
     /// Shut down cleanly: every task finished and was reported.
@@ -142,11 +151,14 @@ impl Attacher {
         let mut beat = tokio::time::interval(heartbeat);
         let mut last_heard = Instant::now();
         let mut leaving = false;
+        let mut leave_by: Option<Instant> = None;
         let end = loop {
             tokio::select! {
                 incoming = inbound.message() => {
                     let m = match incoming {
                         Ok(Some(m)) => m,
+                        // Leaving: the driver closes the stream once it has no task running here.
+                        Ok(None) if leaving => break SessionEnd::Stopped,
                         Ok(None) => break SessionEnd::Lost(format!("the driver at {url} closed the stream")),
                         Err(status) => break lost("the stream broke at", &status),
                     };
@@ -193,9 +205,6 @@ impl Attacher {
                     if outbox.send(message(kind)).await.is_err() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
                     }
-                    if leaving && running.is_empty() {
-                        break SessionEnd::Stopped;
-                    }
                 }
                 _ = beat.tick() => {
                     if last_heard.elapsed() > driver_timeout {
@@ -219,12 +228,15 @@ impl Attacher {
                     }
                 }
                 _ = stop.cancelled(), if !leaving => {
+                    // Tasks the driver assigned before it reads this still arrive and are run;
+                    // the driver closes the stream when none is left.
                     leaving = true;
+                    leave_by = Some(Instant::now() + LEAVE_TIMEOUT);
                     info!(running = running.len(), "Stopping: finishing running tasks, taking no new ones");
                     let _ = outbox.send(message(pb::executor_message::Kind::Leaving(pb::Leaving {}))).await;
-                    if running.is_empty() {
-                        break SessionEnd::Stopped;
-                    }
+                }
+                _ = sleep_until(leave_by), if leave_by.is_some() && running.is_empty() => {
+                    break SessionEnd::Lost(format!("the driver at {url} did not close the stream after {LEAVE_TIMEOUT:?}"));
                 }
             }
         };

@@ -539,3 +539,17 @@ fn the_last_executor_leaving_requeues_and_waits_for_the_next() {
     assert_eq!(batch_lanes(&again), batch_lanes(&first));
     assert!(again.iter().all(|a| a.executor == "b" && a.task.attempt == 1));
 }
+
+#[test]
+fn a_leaving_executor_may_go_once_its_running_tasks_are_done() {
+    let now = Instant::now();
+    let mut s = scheduler();
+    s.add_executor("a".into(), 2, now);
+    s.add_batch(plan(1, [0]), now);
+    let assigned = s.dispatch(now);
+    assert_eq!(assigned.len(), 1);
+    s.executor_leaving("a");
+    assert!(s.idle_leaving_executors().is_empty(), "still running a task");
+    succeed_all(&mut s, &assigned);
+    assert_eq!(s.idle_leaving_executors(), ["a"]);
+}

@@ -92,3 +92,48 @@ async fn a_restart_that_adds_a_topic_reads_it_from_starting_offsets() {
     let expected: Vec<u64> = (1_000..2_500).chain(10_300..10_500).collect();
     assert_eq!(ids, expected);
 }
+
+/// An executor that stops answering (paused past `executor_timeout`) is declared lost: its
+/// tasks and lanes move to the other executor and nothing is lost.
+#[tokio::test]
+async fn a_silent_executor_is_replaced_after_the_timeout() {
+    let mut job = JobFixture::new("pipeline-silent-executor", 4, "").await;
+    kafka::produce_ids(&job.input, 4, 100_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.supervisor.wait_for_log("driver", "Assigning task", Duration::from_secs(30)).await;
+    job.supervisor.pause("ex-1");
+    job.start_executor("ex-2");
+    job.wait_committed(&job.input.clone(), 100_000, Duration::from_secs(90)).await;
+    job.supervisor.resume("ex-1");
+
+    let log = job.supervisor.log("driver");
+    assert!(log.contains("no heartbeat for 3s"), "{log}");
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 100_000, "every record arrived");
+}
+
+/// SIGTERM on an executor: it takes no new task, finishes the ones it runs, reports them and
+/// exits 0; another executor carries on.
+#[tokio::test]
+async fn sigterm_on_an_executor_finishes_its_tasks_and_leaves() {
+    let mut job = JobFixture::new("pipeline-sigterm-executor", 4, "").await;
+    kafka::produce_ids(&job.input, 4, 100_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.supervisor.wait_for_log("driver", "Assigning task", Duration::from_secs(30)).await;
+    let status = job.supervisor.terminate("ex-1", Duration::from_secs(60)).await;
+    assert!(status.success(), "executor exit: {status}\n{}", job.supervisor.log("ex-1"));
+    job.start_executor("ex-2");
+    job.wait_committed(&job.input.clone(), 100_000, Duration::from_secs(90)).await;
+
+    let driver_log = job.supervisor.log("driver");
+    assert!(driver_log.contains("Executor leaving"), "{driver_log}");
+    assert!(
+        !driver_log.contains("Executor lost"),
+        "its tasks were finished, not lost:\n{driver_log}"
+    );
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 100_000, "every record arrived");
+    assert!(counts.values().all(|&n| n == 1), "finished tasks are not run again");
+}
