@@ -5,3 +5,4 @@
 mod bad_input;
 mod delivery;
 mod restarts;
+mod user_transform;
