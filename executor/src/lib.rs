@@ -5,6 +5,7 @@
 //! `run` takes the transforms the binary registers, so a user builds an executor with their own
 //! transform by calling it from their own `main` (see `examples/custom_transform.rs`).
 
+pub mod cli;
 mod context;
 mod error;
 mod kafka;

@@ -59,6 +59,12 @@ impl JobFixture {
 
     /// Rewrites the config with `source_topics` (a TOML line such as `topics = ["a", "b"]`).
     pub fn write_config(&self, source_topics: &str, extra: &str) {
+        let sink = format!("type = \"kafka\"\ntopic = \"{}\"", self.output);
+        self.write_config_with_sink(source_topics, &sink, extra);
+    }
+
+    /// Like [`write_config`](Self::write_config) with the `[sink]` section's body given.
+    pub fn write_config_with_sink(&self, source_topics: &str, sink: &str, extra: &str) {
         let s = services::ensure();
         let etcd: Vec<String> = s.etcd_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
         let text = format!(
@@ -71,8 +77,7 @@ brokers = "{brokers}"
 {source_topics}
 
 [sink]
-type = "kafka"
-topic = "{output}"
+{sink}
 
 [checkpoint]
 etcd = [{etcd}]
@@ -88,7 +93,6 @@ heartbeat_interval = "500ms"
 "#,
             job = self.names.job,
             brokers = s.kafka_brokers,
-            output = self.output,
             etcd = etcd.join(", "),
             prefix = self.prefix,
             port = self.grpc_port,

@@ -113,3 +113,47 @@ steps = [
         );
     }
 }
+
+/// The file sink: one complete file per task range, named by the range, holding every record's
+/// payload on its own line; no temporary file is left behind.
+#[tokio::test]
+async fn the_file_sink_writes_one_complete_file_per_range() {
+    let mut job = JobFixture::new("pipeline-file-sink", 4, "").await;
+    let dir = job.supervisor.log_dir().join("out");
+    let sink = format!("type = \"file\"\npath = \"{}\"", dir.display());
+    job.write_config_with_sink(&format!("topics = [\"{}\"]", job.input), &sink, "");
+    kafka::produce_ids(&job.input, 4, 20_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.wait_committed(&job.input.clone(), 20_000, Duration::from_secs(60)).await;
+
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(name.starts_with(&job.input) && name.ends_with(".jsonl"), "unexpected file {name}");
+        let text = std::fs::read_to_string(dir.join(&name)).unwrap();
+        lines.extend(text.lines().map(str::to_owned));
+    }
+    let mut expected: Vec<String> = (0..20_000).map(kafka::record_payload).collect();
+    expected.sort();
+    lines.sort();
+    assert_eq!(lines, expected);
+}
+
+/// The stdout sink: every payload on its own line of the executor's standard output.
+#[tokio::test]
+async fn the_stdout_sink_prints_every_payload() {
+    let mut job = JobFixture::new("pipeline-stdout-sink", 2, "").await;
+    job.write_config_with_sink(&format!("topics = [\"{}\"]", job.input), "type = \"stdout\"", "");
+    kafka::produce_ids(&job.input, 2, 1_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.wait_committed(&job.input.clone(), 1_000, Duration::from_secs(60)).await;
+    // The output is flushed before the task is reported, so it is in the log once committed.
+    let log = job.supervisor.log("ex-1");
+    let mut printed: Vec<&str> = log.lines().filter(|l| l.starts_with("{\"id\":")).collect();
+    printed.sort();
+    let mut expected: Vec<String> = (0..1_000).map(kafka::record_payload).collect();
+    expected.sort();
+    assert_eq!(printed, expected);
+}
