@@ -16,6 +16,7 @@ mod source;
 mod status;
 
 use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -56,25 +57,28 @@ pub async fn run(
         info!(signal, "Shutdown requested");
         on_signal.cancel();
     });
+    let leading = Arc::new(AtomicBool::new(false));
     tokio::select! {
-        result = lead(config, stop.clone()).instrument(span) => result,
+        result = lead(config, stop.clone(), leading.clone()).instrument(span) => result,
         // Before leadership nothing is in flight: a stop ends the wait at once.
-        _ = stopped_before_leading(&stop) => Ok(()),
+        _ = stopped_before_leading(&stop, &leading) => Ok(()),
     }
 }
 
-async fn stopped_before_leading(stop: &CancellationToken) {
+/// Resolves on a stop that comes before this driver leads. Once leading, `lead` handles the
+/// stop itself (drain, commit), so this never resolves.
+async fn stopped_before_leading(stop: &CancellationToken, leading: &AtomicBool) {
     stop.cancelled().await;
-    // Once leading, `lead` handles the stop itself (drain, commit); this branch must then never
-    // win, so it waits for ever after the token fires while `lead` is past the election.
-    if LEADING.load(std::sync::atomic::Ordering::SeqCst) {
+    if leading.load(Ordering::SeqCst) {
         std::future::pending::<()>().await;
     }
 }
 
-static LEADING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-async fn lead(config: Arc<JobConfig>, stop: CancellationToken) -> Result<(), DriverError> {
+async fn lead(
+    config: Arc<JobConfig>,
+    stop: CancellationToken,
+    leading: Arc<AtomicBool>,
+) -> Result<(), DriverError> {
     info!(config = %config.masked_toml(), "Effective config");
     let grpc_addr = config.driver.grpc_listen;
     let listener = tokio::net::TcpListener::bind(grpc_addr).await.map_err(|source| {
@@ -93,7 +97,7 @@ async fn lead(config: Arc<JobConfig>, stop: CancellationToken) -> Result<(), Dri
         election::campaign(&client, &endpoints, &keys, &driver_id, &address, lease_ttl)
     })
     .await?;
-    LEADING.store(true, std::sync::atomic::Ordering::SeqCst);
+    leading.store(true, Ordering::SeqCst);
     info!(generation = leadership.generation, driver = %driver_id, address = %address, "Leading the job");
 
     let store = etcd::Store::new(

@@ -31,7 +31,9 @@ pub struct ReaderContext;
 
 impl ClientContext for ReaderContext {
     fn error(&self, error: KafkaError, reason: &str) {
-        if matches!(error, KafkaError::PartitionEOF(_)) {
+        let end_of_partition = matches!(error, KafkaError::PartitionEOF(_))
+            || error.rdkafka_error_code() == Some(RDKafkaErrorCode::PartitionEOF);
+        if end_of_partition {
             tracing::trace!(reason, "End of partition");
         } else {
             tracing::warn!(error = %error, reason, "Kafka consumer error");
@@ -124,12 +126,16 @@ fn read_into(
     use rdkafka::message::Message;
     let tp = range.topic_partition();
     let (from, until) = (range.from(), range.until());
-    if cached.next != Some(from) {
+    let mut position = from;
+    // An end-of-partition event says the fetcher reached the end of the log *then*; one queued
+    // before this read (the consumer keeps fetching between tasks) may be older than records
+    // still to come. Only an EOF that follows a seek made during this read is proof that the
+    // range is complete: after the seek the fetcher delivers every record from `position` on
+    // before it can report an end, and that end is at or past `until`.
+    let mut seeked = cached.next != Some(from);
+    if seeked {
         seek(cached, tp, from)?;
     }
-    let mut position = from;
-    let mut delivered_any = false;
-    let mut reseeked_after_eof = false;
     let mut last_progress = Instant::now();
     while position < until {
         if cancel.load(Ordering::Relaxed) {
@@ -156,21 +162,17 @@ fn read_into(
                 }
                 on_record(&m)?;
                 position = offset + 1;
-                delivered_any = true;
                 last_progress = Instant::now();
             }
-            Some(Err(KafkaError::PartitionEOF(_))) => {
-                // The end of the log (its last stable offset) is at or past `until`, which was at
-                // most the end when the batch was planned: every record of the range has been
-                // delivered, the rest is a gap. An EOF before anything was delivered may be left
-                // over from the previous range on this consumer, so seek once and look again.
-                if !delivered_any && !reseeked_after_eof {
-                    seek(cached, tp, position)?;
-                    reseeked_after_eof = true;
-                    continue;
-                }
+            Some(Err(KafkaError::PartitionEOF(_))) if seeked => {
+                // The rest of the range is a gap (transaction markers, aborted or compacted
+                // records).
                 cached.next = None;
                 return Ok(());
+            }
+            Some(Err(KafkaError::PartitionEOF(_))) => {
+                seek(cached, tp, position)?;
+                seeked = true;
             }
             Some(Err(e)) => return Err(classify(e, range, position)),
         }

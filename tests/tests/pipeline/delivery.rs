@@ -157,3 +157,28 @@ async fn the_stdout_sink_prints_every_payload() {
     expected.sort();
     assert_eq!(printed, expected);
 }
+
+/// Records written while the job runs, in many small writes between and during batches, all
+/// arrive: a reader never takes an old end-of-partition event for the end of its range.
+#[tokio::test]
+async fn records_written_while_the_job_runs_all_arrive() {
+    use rdkafka::producer::{FutureProducer, FutureRecord};
+    let mut job = JobFixture::new("pipeline-trickle", 2, "").await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.supervisor.wait_for_log("driver", "Executor attached", Duration::from_secs(30)).await;
+    let producer: FutureProducer =
+        kafka::client_config().set("linger.ms", "0").create().expect("producer");
+    for id in 0..1_000u64 {
+        let (key, payload) = (kafka::record_key(id), kafka::record_payload(id));
+        let record =
+            FutureRecord::to(&job.input).key(&key).payload(&payload).partition((id % 2) as i32);
+        producer.send(record, Duration::from_secs(10)).await.expect("delivered");
+        if id % 10 == 9 {
+            tokio::time::sleep(Duration::from_millis(3)).await;
+        }
+    }
+    job.wait_committed(&job.input.clone(), 1_000, Duration::from_secs(60)).await;
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.keys().copied().collect::<Vec<_>>(), (0..1_000).collect::<Vec<_>>());
+}
