@@ -46,29 +46,43 @@ impl Source {
     /// Every partition the job reads now: the configured topics, or the topics matching the
     /// pattern (internal topics excluded).
     pub fn partitions(&self) -> Result<Vec<TopicPartition>, DriverError> {
-        let metadata = self
-            .consumer
-            .fetch_metadata(None, KAFKA_TIMEOUT)
-            .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))?;
+        let metadata_of = |topic: Option<&str>| {
+            self.consumer
+                .fetch_metadata(topic, KAFKA_TIMEOUT)
+                .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))
+        };
         let mut found = Vec::new();
-        let mut missing: Vec<&str> = self.config.topics.iter().map(String::as_str).collect();
-        for topic in metadata.topics() {
-            let wanted = match &self.matcher {
-                Some(re) => !topic.name().starts_with("__") && re.is_match(topic.name()),
-                None => self.config.topics.iter().any(|t| t == topic.name()),
-            };
-            if !wanted || topic.error().is_some() {
-                continue;
-            }
-            missing.retain(|t| *t != topic.name());
+        let mut add = |topic: &rdkafka::metadata::MetadataTopic| {
             found.extend(
                 topic.partitions().iter().map(|p| TopicPartition::new(topic.name(), p.id())),
             );
-        }
-        if !missing.is_empty() {
-            return Err(
-                self.kafka_error(format!("source topic(s) {} do not exist", missing.join(", ")))
-            );
+        };
+        match &self.matcher {
+            // A pattern needs every topic's name; listed topics are asked for one by one, so an
+            // idle round costs the same however many topics the cluster has.
+            Some(re) => {
+                let metadata = metadata_of(None)?;
+                for topic in metadata.topics() {
+                    let name = topic.name();
+                    if !name.starts_with("__") && re.is_match(name) && topic.error().is_none() {
+                        add(topic);
+                    }
+                }
+            }
+            None => {
+                let mut missing = Vec::new();
+                for name in &self.config.topics {
+                    let metadata = metadata_of(Some(name))?;
+                    match metadata.topics().iter().find(|t| t.name() == name) {
+                        Some(topic) if topic.error().is_none() => add(topic),
+                        _ => missing.push(name.as_str()),
+                    }
+                }
+                if !missing.is_empty() {
+                    let missing = missing.join(", ");
+                    return Err(self.kafka_error(format!("source topic(s) {missing} do not exist")));
+                }
+            }
         }
         found.sort();
         Ok(found)
