@@ -137,3 +137,47 @@ async fn sigterm_on_an_executor_finishes_its_tasks_and_leaves() {
     assert_eq!(counts.len(), 100_000, "every record arrived");
     assert!(counts.values().all(|&n| n == 1), "finished tasks are not run again");
 }
+
+/// A driver paused past its lease (a zombie) is replaced by a standby; when it resumes it cannot
+/// write to etcd any more and stops, while the new leader's offsets stand and nothing is lost.
+#[tokio::test]
+async fn a_paused_driver_is_replaced_and_cannot_write_when_it_resumes() {
+    let mut job = JobFixture::new("pipeline-zombie-driver", 2, "").await;
+    kafka::produce_range(&job.input, 2, 0..5_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.wait_committed(&job.input.clone(), 5_000, Duration::from_secs(60)).await;
+    job.supervisor.pause("driver");
+
+    // A standby on another port; it waits for the paused leader's lease (3 s) to expire.
+    let config = std::fs::read_to_string(&job.config_path).unwrap();
+    let standby_port = weir_tests::job::free_port();
+    let standby_config = job.supervisor.log_dir().join("standby.toml");
+    let port_line = format!("127.0.0.1:{}", job.grpc_port);
+    std::fs::write(
+        &standby_config,
+        config.replace(&port_line, &format!("127.0.0.1:{standby_port}")),
+    )
+    .unwrap();
+    let mut standby = std::process::Command::new(weir_tests::binaries::path("weir-driver"));
+    standby.arg("--config").arg(&standby_config);
+    job.supervisor.spawn("standby", standby);
+    job.supervisor
+        .wait_for_log("standby", "Leading the job generation=2", Duration::from_secs(30))
+        .await;
+    kafka::produce_range(&job.input, 2, 5_000..8_000).await;
+    job.wait_committed(&job.input.clone(), 8_000, Duration::from_secs(60)).await;
+
+    job.supervisor.resume("driver");
+    let status = job
+        .supervisor
+        .wait_exit("driver", Duration::from_secs(30))
+        .await
+        .expect("the zombie stops");
+    assert!(!status.success(), "a deposed driver exits with an error");
+    let log = job.supervisor.log("driver");
+    assert!(log.contains("leader lease") || log.contains("no longer the leader"), "{log}");
+    assert_eq!(job.committed_records(&job.input).await, 8_000, "the new leader's offsets stand");
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 8_000, "every record arrived");
+}
