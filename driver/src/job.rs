@@ -259,7 +259,8 @@ impl JobLoop {
                     ExecutorEvent::Succeeded { task, metrics } => {
                         if self.scheduler.task_succeeded(&executor, task, metrics) {
                             debug!(executor = %executor, batch = task.batch, lane = task.lane,
-                                records_in = metrics.records_in, "Task done");
+                                records_in = metrics.records_in, read_ms = metrics.read_ms,
+                                flush_ms = metrics.flush_ms, total_ms = metrics.total_ms, "Task done");
                         }
                     }
                     ExecutorEvent::Failed { task, retryable, message } => {

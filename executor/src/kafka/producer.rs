@@ -3,14 +3,14 @@
 //! record), and a task is done only when all its records are acknowledged.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use weir_common::Record;
 
 use crate::error::TaskError;
@@ -25,6 +25,15 @@ pub struct Deliveries {
     acked: AtomicU64,
     failed: AtomicU64,
     first_error: Mutex<Option<String>>,
+    /// Signalled on every delivery report, so a finishing task wakes as soon as its own records
+    /// are acknowledged (a producer-wide flush would wait for every task's records, and polls).
+    reported: Condvar,
+}
+
+impl Deliveries {
+    fn settled(&self) -> u64 {
+        self.acked.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire)
+    }
 }
 
 pub struct DeliveryTracker;
@@ -48,6 +57,9 @@ impl ProducerContext for DeliveryTracker {
                     .get_or_insert_with(|| e.to_string());
             }
         }
+        // Taking the lock orders this notification after a waiter's check of the counts.
+        let _guard = deliveries.first_error.lock().expect("delivery error");
+        deliveries.reported.notify_all();
     }
 }
 
@@ -126,25 +138,25 @@ impl SharedProducer {
 
     /// Waits until every record of `deliveries` is acknowledged; fails if any was not.
     pub fn flush(&self, deliveries: &Deliveries) -> Result<(), TaskError> {
-        self.producer
-            .flush(FLUSH_TIMEOUT)
-            .map_err(|e| TaskError::retryable(format!("flushing to {}: {e}", self.brokers)))?;
-        let (sent, acked, failed) = (
-            deliveries.sent.load(Ordering::Acquire),
-            deliveries.acked.load(Ordering::Acquire),
-            deliveries.failed.load(Ordering::Acquire),
-        );
+        let sent = deliveries.sent.load(Ordering::Acquire);
+        let deadline = std::time::Instant::now() + FLUSH_TIMEOUT;
+        let mut guard = deliveries.first_error.lock().expect("delivery error");
+        while deliveries.settled() < sent {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(TaskError::retryable(format!(
+                    "only {} of {sent} records acknowledged by {} after {FLUSH_TIMEOUT:?}",
+                    deliveries.settled(),
+                    self.brokers
+                )));
+            }
+            guard = deliveries.reported.wait_timeout(guard, left).expect("delivery error").0;
+        }
+        let failed = deliveries.failed.load(Ordering::Acquire);
         if failed > 0 {
-            let first =
-                deliveries.first_error.lock().expect("delivery error").clone().unwrap_or_default();
+            let first = guard.clone().unwrap_or_default();
             return Err(TaskError::retryable(format!(
                 "{failed} of {sent} records were not delivered to {}: {first}",
-                self.brokers
-            )));
-        }
-        if acked != sent {
-            return Err(TaskError::retryable(format!(
-                "only {acked} of {sent} records acknowledged by {} after flushing",
                 self.brokers
             )));
         }
