@@ -44,8 +44,8 @@ fi
 step "clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 
-step "build (binaries are started as child processes by the tests)"
-cargo build --workspace --bins --locked
+step "build (binaries and the custom-executor example are started as child processes by the tests)"
+cargo build --workspace --bins --examples --locked
 
 step "tests"
 # Unit and integration test targets (doc tests: none yet). The summary line totals every target.

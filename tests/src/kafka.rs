@@ -291,3 +291,25 @@ pub fn watermarks(topic: &str, partition: i32) -> (i64, i64) {
         .fetch_watermarks(topic, partition, Duration::from_secs(10))
         .unwrap_or_else(|e| panic!("watermarks of {topic}-{partition}: {e}"))
 }
+
+/// Queues `record` on a threaded producer, waiting while librdkafka's local queue is full.
+pub fn send_when_room<'a, K, P, C>(
+    producer: &rdkafka::producer::ThreadedProducer<C>,
+    mut record: rdkafka::producer::BaseRecord<'a, K, P, C::DeliveryOpaque>,
+) -> Result<(), KafkaError>
+where
+    K: rdkafka::message::ToBytes + ?Sized,
+    P: rdkafka::message::ToBytes + ?Sized,
+    C: rdkafka::producer::ProducerContext,
+{
+    loop {
+        match producer.send(record) {
+            Ok(()) => return Ok(()),
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
+                record = back;
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err((e, _)) => return Err(e),
+        }
+    }
+}

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use rdkafka::consumer::{BaseConsumer, Consumer};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::KafkaError;
 use rdkafka::message::Message;
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use rdkafka::{Offset, TopicPartitionList};
@@ -335,16 +335,8 @@ fn plain_copy(input: &str, output: &str, records: u64) -> anyhow::Result<Duratio
                 if let Some(payload) = m.payload() {
                     record = record.payload(payload);
                 }
-                loop {
-                    match producer.send(record) {
-                        Ok(()) => break,
-                        Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                            record = back;
-                            std::thread::sleep(Duration::from_millis(1));
-                        }
-                        Err((e, _)) => bail!("plain copy: producing: {e}"),
-                    }
-                }
+                kafka::send_when_room(&producer, record)
+                    .map_err(|e| anyhow::anyhow!("plain copy: producing: {e}"))?;
                 copied += 1;
             }
             Some(Err(KafkaError::PartitionEOF(_))) => ended += 1,

@@ -12,7 +12,6 @@
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::producer::{BaseRecord, DefaultProducerContext, Producer, ThreadedProducer};
 use weir_tests::kafka;
 
@@ -78,17 +77,9 @@ fn produce(topic: &str, count: u64, events: bool, malformed_every: u64) -> anyho
         } else {
             kafka::record_payload(i)
         };
-        let mut record = BaseRecord::to(topic).key(&key).payload(&payload);
-        loop {
-            match producer.send(record) {
-                Ok(()) => break,
-                Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                    record = back;
-                    std::thread::sleep(Duration::from_millis(1));
-                }
-                Err((e, _)) => bail!("producing record {i}: {e}"),
-            }
-        }
+        let record = BaseRecord::to(topic).key(&key).payload(&payload);
+        kafka::send_when_room(&producer, record)
+            .with_context(|| format!("producing record {i}"))?;
     }
     producer.flush(Duration::from_secs(120)).context("flushing")?;
     Ok(())
