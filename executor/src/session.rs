@@ -62,15 +62,41 @@ pub struct Attacher {
     options: ExecutorOptions,
     registry: TransformRegistry,
     etcd: Option<Client>,
-    seen_generation: u64,
+    generations: GenerationGuard,
     context: Option<Arc<JobContext>>,
 }
 
 type Done = (TaskId, Result<TaskMetrics, TaskError>);
 
+/// The newest driver generation this executor has seen; messages of an older one are refused
+/// (they come from a deposed driver).
+#[derive(Debug, Default)]
+pub struct GenerationGuard {
+    pub seen: u64,
+}
+
+impl GenerationGuard {
+    pub fn accept(&mut self, generation: u64) -> Result<(), String> {
+        if generation < self.seen {
+            return Err(format!(
+                "refusing driver generation {generation}: generation {} was already seen",
+                self.seen
+            ));
+        }
+        self.seen = generation;
+        Ok(())
+    }
+}
+
 impl Attacher {
     pub fn new(options: ExecutorOptions, registry: TransformRegistry) -> Self {
-        Attacher { options, registry, etcd: None, seen_generation: 0, context: None }
+        Attacher {
+            options,
+            registry,
+            etcd: None,
+            generations: GenerationGuard::default(),
+            context: None,
+        }
     }
 
     /// The driver to attach to: `--driver`, or the leader recorded in etcd (ignoring a leader
@@ -98,7 +124,7 @@ impl Attacher {
             .first()
             .and_then(|kv| LeaderRecord::decode(kv.value()).ok())
             .ok_or_else(no_leader)?;
-        if leader.generation < self.seen_generation {
+        if leader.generation < self.generations.seen {
             return Err(no_leader());
         }
         Ok(leader.address)
@@ -118,7 +144,7 @@ impl Attacher {
             executor_id: self.options.id.clone(),
             slots: self.options.slots,
             address: self.options.address.clone(),
-            seen_generation: self.seen_generation,
+            seen_generation: self.generations.seen,
         };
         let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
         let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
@@ -132,13 +158,9 @@ impl Attacher {
             Ok(_) => return SessionEnd::Lost(format!("the driver at {url} sent no welcome")),
             Err(status) => return lost("the stream broke at", &status),
         };
-        if generation < self.seen_generation {
-            return SessionEnd::Lost(format!(
-                "refusing driver generation {generation}: generation {} was already seen",
-                self.seen_generation
-            ));
+        if let Err(refused) = self.generations.accept(generation) {
+            return SessionEnd::Lost(refused);
         }
-        self.seen_generation = generation;
         let context = self.context_for(&welcome.config_toml);
         let (heartbeat, driver_timeout) = match &context {
             Ok(c) => (c.config.driver.heartbeat_interval, c.config.driver.executor_timeout),
@@ -162,8 +184,8 @@ impl Attacher {
                         Ok(None) => break SessionEnd::Lost(format!("the driver at {url} closed the stream")),
                         Err(status) => break lost("the stream broke at", &status),
                     };
-                    if m.generation < self.seen_generation {
-                        break SessionEnd::Lost(format!("refusing a message of old generation {}", m.generation));
+                    if let Err(refused) = self.generations.accept(m.generation) {
+                        break SessionEnd::Lost(refused);
                     }
                     last_heard = Instant::now();
                     match m.kind {
@@ -298,4 +320,24 @@ fn spawn_task(
         let _ = done.send((id, result));
     });
     control
+}
+
+#[cfg(test)]
+mod tests {
+    use super::GenerationGuard;
+
+    #[test]
+    fn a_message_of_an_older_generation_is_refused() {
+        let mut guard = GenerationGuard::default();
+        assert!(guard.accept(3).is_ok());
+        assert!(guard.accept(3).is_ok(), "the same driver keeps talking");
+        let refused = guard.accept(2).unwrap_err();
+        assert!(
+            refused.contains("generation 2") && refused.contains("3 was already seen"),
+            "{refused}"
+        );
+        assert_eq!(guard.seen, 3, "a refused message does not lower the mark");
+        assert!(guard.accept(4).is_ok());
+        assert_eq!(guard.seen, 4);
+    }
 }
