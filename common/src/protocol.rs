@@ -51,7 +51,6 @@ pub struct TaskMetrics {
     pub bytes_in: u64,
     pub bytes_out: u64,
     pub read_ms: u64,
-    pub transform_ms: u64,
     pub flush_ms: u64,
     pub total_ms: u64,
 }
@@ -65,7 +64,6 @@ impl TaskMetrics {
         self.bytes_in += other.bytes_in;
         self.bytes_out += other.bytes_out;
         self.read_ms += other.read_ms;
-        self.transform_ms += other.transform_ms;
         self.flush_ms += other.flush_ms;
         self.total_ms = self.total_ms.max(other.total_ms);
     }
@@ -81,7 +79,6 @@ impl From<TaskMetrics> for pb::TaskMetrics {
             bytes_in: m.bytes_in,
             bytes_out: m.bytes_out,
             read_ms: m.read_ms,
-            transform_ms: m.transform_ms,
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
         }
@@ -98,7 +95,6 @@ impl From<pb::TaskMetrics> for TaskMetrics {
             bytes_in: m.bytes_in,
             bytes_out: m.bytes_out,
             read_ms: m.read_ms,
-            transform_ms: m.transform_ms,
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
         }

@@ -25,8 +25,6 @@ impl TaskError {
 pub enum ExecutorError {
     #[error("etcd at {endpoints}: {source}")]
     Etcd { endpoints: String, source: etcd_client::Error },
-    #[error("driver at {url}: {message}")]
-    Driver { url: String, message: String },
     #[error("no driver leads job {job} yet (etcd key {key} is empty)")]
     NoLeader { job: String, key: String },
 }
