@@ -51,18 +51,39 @@ pub async fn campaign(
     let keepalive_lost = CancellationToken::new();
     let keepalive =
         tokio::spawn(keep_alive(client.clone(), lease, ttl_secs, keepalive_lost.clone()));
+    match wait_to_lead(client, keys, driver_id, address, lease, &keepalive_lost, etcd).await {
+        Ok((generation, revision)) => {
+            Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive })
+        }
+        Err(e) => {
+            // The caller campaigns again with a new lease; this one must not be kept alive.
+            keepalive.abort();
+            Err(e)
+        }
+    }
+}
+
+/// Tries to create the leader key until it succeeds; returns the generation and the key's
+/// create revision.
+async fn wait_to_lead(
+    client: &Client,
+    keys: &JobKeys,
+    driver_id: &str,
+    address: &str,
+    lease: i64,
+    keepalive_lost: &CancellationToken,
+    etcd: impl Fn(etcd_client::Error) -> DriverError,
+) -> Result<(u64, i64), DriverError> {
     let mut waiting_logged = false;
     loop {
         let mut kv = client.kv_client();
-        let gen_resp = kv.get(keys.generation(), None).await.map_err(etcd)?;
+        let gen_resp = kv.get(keys.generation(), None).await.map_err(&etcd)?;
         let (current, gen_mod_revision) = match gen_resp.kvs().first() {
             Some(kv) => {
                 let text = String::from_utf8_lossy(kv.value());
-                let n = text.trim().parse::<u64>().map_err(|_| {
-                    DriverError::Source(format!(
-                        "etcd key {} holds {text:?}, not a number",
-                        keys.generation()
-                    ))
+                let n = text.trim().parse::<u64>().map_err(|_| DriverError::NotANumber {
+                    key: keys.generation(),
+                    value: text.clone().into_owned(),
                 })?;
                 (n, kv.mod_revision())
             }
@@ -88,10 +109,10 @@ pub async fn campaign(
                 TxnOp::put(keys.generation(), generation.to_string(), None),
             ])
             .or_else([TxnOp::get(keys.leader(), None)]);
-        let resp = kv.txn(txn).await.map_err(etcd)?;
+        let resp = kv.txn(txn).await.map_err(&etcd)?;
         if resp.succeeded() {
             let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
-            return Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive });
+            return Ok((generation, revision));
         }
         if !waiting_logged {
             let holder = resp.op_responses().into_iter().find_map(|op| match op {
@@ -110,7 +131,7 @@ pub async fn campaign(
             waiting_logged = true;
         }
         if keepalive_lost.is_cancelled() {
-            return Err(DriverError::Source("the election lease expired while waiting".into()));
+            return Err(DriverError::LeaseExpired);
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }

@@ -15,14 +15,21 @@ pub enum DriverError {
     LostLeadership { job: String },
     #[error("cannot listen on {what} {addr}: {source}")]
     Listen { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },
-    #[error("source: {0}")]
-    Source(String),
+    #[error("etcd key {key} holds {value:?}, not a number")]
+    NotANumber { key: String, value: String },
+    #[error("the election lease expired while waiting to lead; campaigning again with a new one")]
+    LeaseExpired,
+    #[error("{0}")]
+    Internal(String),
     #[error("job stopped: {0}")]
     JobFailed(#[from] crate::scheduler::JobFailure),
 }
 
 impl Retryable for DriverError {
     fn is_retryable(&self) -> bool {
-        matches!(self, DriverError::Etcd { .. } | DriverError::Kafka { .. })
+        matches!(
+            self,
+            DriverError::Etcd { .. } | DriverError::Kafka { .. } | DriverError::LeaseExpired
+        )
     }
 }

@@ -409,6 +409,6 @@ async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, DriverError> + Send + 'static,
 ) -> Result<T, DriverError> {
     tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| {
-        Err(DriverError::Source(format!("a Kafka metadata thread failed: {e}")))
+        Err(DriverError::Internal(format!("a Kafka metadata thread failed: {e}")))
     })
 }
