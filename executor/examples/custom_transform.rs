@@ -15,9 +15,7 @@
 //! target/debug/examples/custom_transform --job clean-events --etcd http://127.0.0.1:2379
 //! ```
 
-use clap::Parser;
 use weir_common::Record;
-use weir_executor::cli::ExecutorArgs;
 use weir_executor::{Transform, TransformRegistry};
 
 /// Replaces every ASCII digit of the payload with `#` (account numbers, phone numbers...).
@@ -42,27 +40,10 @@ impl Transform for Redact {
 
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    // The stock executor's flags (--job, --etcd, --prefix, --slots, --id, --driver).
-    let args = ExecutorArgs::parse();
-    weir_common::telemetry::init();
-    let options = match args.into_options() {
-        Ok(options) => options,
-        Err(e) => {
-            eprintln!("custom-transform: {e}");
-            return std::process::ExitCode::from(2);
-        }
-    };
-
     // The transforms this executor offers, by the name a job config uses.
     let mut registry = TransformRegistry::new();
     registry.register("redact", Redact);
-
-    // Runs until SIGTERM or Ctrl-C, then finishes its running tasks and returns.
-    match weir_executor::run(options, registry, weir_common::shutdown::signal()).await {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("custom-transform: {e}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    // The stock executor's flags (--job, --etcd, --prefix, --slots, --id, --driver); runs until
+    // SIGTERM or Ctrl-C, then finishes its running tasks and returns.
+    weir_executor::cli::main(registry).await
 }

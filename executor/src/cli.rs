@@ -49,3 +49,30 @@ impl ExecutorArgs {
         })
     }
 }
+
+/// The whole `main` of an executor binary: parse the flags, start logging, run with
+/// `transforms` until SIGTERM or Ctrl-C. Exit code 2 for bad flags, 1 for a failure.
+pub async fn main(transforms: crate::TransformRegistry) -> std::process::ExitCode {
+    let args = ExecutorArgs::parse();
+    weir_common::telemetry::init();
+    let name = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "weir-executor".into());
+    let options = match args.into_options() {
+        Ok(options) => options,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match crate::run(options, transforms, weir_common::shutdown::signal()).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name}: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
