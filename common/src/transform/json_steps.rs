@@ -189,7 +189,7 @@ pub(crate) fn run(steps: &[JsonStep], payload: Option<&[u8]>) -> Result<RunResul
             }
             JsonStep::Drop(fields) => {
                 for field in fields {
-                    changed |= object.remove(field).is_some();
+                    changed |= object.shift_remove(field).is_some();
                 }
             }
             JsonStep::Rename(pairs) => changed |= rename(&mut object, pairs),
@@ -226,23 +226,27 @@ fn describe(value: &Value) -> &'static str {
     }
 }
 
-/// Renames all pairs at once (so `{ a = "b", b = "a" }` swaps); a new name replaces an existing
-/// field of that name. Returns whether anything moved.
+/// Renames all pairs at once (so `{ a = "b", b = "a" }` swaps), each field keeping its place; a
+/// new name replaces an existing field of that name. Returns whether anything moved.
 fn rename(object: &mut Map<String, Value>, pairs: &[(String, String)]) -> bool {
-    if let [(old, new)] = pairs {
-        let Some(value) = object.remove(old) else { return false };
-        object.insert(new.clone(), value);
-        return true;
+    let present: Vec<&(String, String)> =
+        pairs.iter().filter(|(old, _)| object.contains_key(old)).collect();
+    if present.is_empty() {
+        return false;
     }
-    let moved: Vec<(&String, Value)> = pairs
-        .iter()
-        .filter_map(|(old, new)| object.remove(old).map(|value| (new, value)))
-        .collect();
-    let changed = !moved.is_empty();
-    for (new, value) in moved {
-        object.insert(new.clone(), value);
+    for (name, value) in std::mem::take(object) {
+        match present.iter().find(|(old, _)| *old == name) {
+            Some((_, new)) => {
+                object.insert(new.clone(), value);
+            }
+            // A field that a renamed one replaces.
+            None if present.iter().any(|(_, new)| *new == name) => {}
+            None => {
+                object.insert(name, value);
+            }
+        }
     }
-    changed
+    true
 }
 
 /// A string's bytes without quotes, any other value's compact JSON text; a missing or null field

@@ -40,8 +40,9 @@
 //! Consecutive JSON steps share one parse into a `serde_json::Map` and one serialization at the end
 //! (or before a `user` step); when none of them changed the object (only `parse_json`, `filter`,
 //! `key_from_field` ran, or `drop` found nothing) the original payload bytes are kept, borrowed.
-//! A re-serialized object is compact JSON with its keys in sorted order, and integers beyond
-//! 64 bits become floats: that is `serde_json`'s map and number model in this build.
+//! A re-serialized object is compact JSON with its fields in their original order (a renamed
+//! field keeps its place; `serde_json` is built with `preserve_order`), and integers beyond 64
+//! bits become floats (`serde_json`'s number model).
 //! [`Outcome::Rejected`] carries the record exactly as it entered [`Pipeline::apply`]; keeping it
 //! costs nothing for JSON steps and one clone of the record (its header `Vec`; borrowed bytes stay
 //! borrowed) per `user` step.

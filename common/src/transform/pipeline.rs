@@ -197,6 +197,18 @@ mod tests {
     }
 
     #[test]
+    fn edited_json_keeps_the_order_of_its_fields() {
+        let p = pipeline(
+            r#"steps = [
+                { type = "drop", fields = ["debug"] },
+                { type = "rename", fields = { ts = "timestamp" } },
+            ]"#,
+        );
+        let out = emitted(p.apply(record(r#"{"z":1,"ts":5,"debug":"x","a":2}"#)));
+        assert_eq!(out.payload.as_deref(), Some(br#"{"z":1,"timestamp":5,"a":2}"#.as_slice()));
+    }
+
+    #[test]
     fn pipeline_is_send_and_sync() {
         fn assert_send_sync<T: Send + Sync + 'static>() {}
         assert_send_sync::<Pipeline>();
