@@ -27,3 +27,18 @@ pub fn signal() -> impl Future<Output = &'static str> {
         }
     }
 }
+
+/// A token cancelled when `shutdown` resolves, logging the signal: the root of a process's
+/// cancellation tree. Must be called inside the runtime.
+pub fn cancel_on(
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+) -> tokio_util::sync::CancellationToken {
+    let token = tokio_util::sync::CancellationToken::new();
+    let on_signal = token.clone();
+    tokio::spawn(async move {
+        let signal = shutdown.await;
+        tracing::info!(signal, "Shutdown requested");
+        on_signal.cancel();
+    });
+    token
+}

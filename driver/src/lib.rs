@@ -50,13 +50,7 @@ pub async fn run(
     shutdown: impl Future<Output = &'static str> + Send + 'static,
 ) -> Result<(), DriverError> {
     let span = info_span!("driver", job = %config.job.name);
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        let signal = shutdown.await;
-        info!(signal, "Shutdown requested");
-        on_signal.cancel();
-    });
+    let stop = weir_common::shutdown::cancel_on(shutdown);
     let leading = Arc::new(AtomicBool::new(false));
     tokio::select! {
         result = lead(config, stop.clone(), leading.clone()).instrument(span) => result,

@@ -16,7 +16,6 @@ mod task;
 use std::future::Future;
 use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 use weir_common::retry::Backoff;
 pub use weir_common::transform::{Transform, TransformRegistry};
@@ -40,13 +39,7 @@ pub async fn run(
     shutdown: impl Future<Output = &'static str> + Send + 'static,
 ) -> Result<(), ExecutorError> {
     let span = info_span!("executor", job = %options.job, executor = %options.id);
-    let stop = CancellationToken::new();
-    let on_signal = stop.clone();
-    tokio::spawn(async move {
-        let signal = shutdown.await;
-        info!(signal, "Shutdown requested");
-        on_signal.cancel();
-    });
+    let stop = weir_common::shutdown::cancel_on(shutdown);
     async move {
         info!(slots = options.slots, "Executor started");
         let mut attacher = Attacher::new(options, transforms);
