@@ -53,6 +53,8 @@ pub struct TaskMetrics {
     pub read_ms: u64,
     pub flush_ms: u64,
     pub total_ms: u64,
+    /// Exactly-once: tasks whose output Kafka already held (a replay), so nothing was written.
+    pub tasks_already_committed: u64,
 }
 
 impl TaskMetrics {
@@ -66,6 +68,7 @@ impl TaskMetrics {
         self.read_ms += other.read_ms;
         self.flush_ms += other.flush_ms;
         self.total_ms = self.total_ms.max(other.total_ms);
+        self.tasks_already_committed += other.tasks_already_committed;
     }
 }
 
@@ -81,6 +84,7 @@ impl From<TaskMetrics> for pb::TaskMetrics {
             read_ms: m.read_ms,
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
+            tasks_already_committed: m.tasks_already_committed,
         }
     }
 }
@@ -97,6 +101,7 @@ impl From<pb::TaskMetrics> for TaskMetrics {
             read_ms: m.read_ms,
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
+            tasks_already_committed: m.tasks_already_committed,
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum DriverError {
     NotANumber { key: String, value: String },
     #[error("the election lease expired while waiting to lead; campaigning again with a new one")]
     LeaseExpired,
+    /// The job's config cannot work on this cluster (found at start, against the broker).
+    #[error("{0}")]
+    Unfit(String),
     #[error("{0}")]
     Internal(String),
     #[error("job stopped: {0}")]

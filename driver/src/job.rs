@@ -12,7 +12,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use weir_common::batch::BatchPlan;
-use weir_common::config::JobConfig;
+use weir_common::config::{Guarantee, JobConfig};
 use weir_common::lanes::LaneMap;
 use weir_common::retry::{Backoff, retry};
 use weir_common::{OffsetsCheckpoint, TopicPartition};
@@ -20,6 +20,7 @@ use weir_proto::v1 as pb;
 
 use crate::error::DriverError;
 use crate::etcd::{Store, Stored};
+use crate::group::JobGroup;
 use crate::planner::{PartitionState, plan_batch};
 use crate::scheduler::{Assignment, Scheduler, Settings};
 use crate::service::{ConnectionId, Event, ExecutorEvent, now_ms};
@@ -57,6 +58,12 @@ pub struct JobLoop {
     planned: BTreeMap<TopicPartition, i64>,
     lanes: LaneMap,
     next_batch: u64,
+    /// Batches recorded by an earlier driver and not committed: run first, exactly as recorded.
+    replay: Vec<BatchPlan>,
+    guarantee: Guarantee,
+    /// The group `weir.{job}`, where the driver publishes progress unless the executors' Kafka
+    /// transactions do (exactly-once).
+    group: Option<JobGroup>,
     status: Arc<Mutex<Status>>,
 }
 
@@ -65,24 +72,24 @@ impl JobLoop {
         config: Arc<JobConfig>,
         store: Store,
         source: Arc<Source>,
+        group: Option<JobGroup>,
         generation: u64,
         stored: Stored,
         status: Arc<Mutex<Status>>,
     ) -> Self {
+        let guarantee = config.sink.guarantee;
         let settings = Settings {
             max_attempts: config.driver.max_task_attempts,
             retry_backoff: config.driver.task_retry_backoff,
+            run_again: guarantee != Guarantee::AtMostOnce,
         };
         let committed = stored.offsets.unwrap_or_default();
         let mut planned = committed.next_offsets.clone();
-        let mut scheduler = Scheduler::new(settings);
+        let scheduler = Scheduler::new(settings);
         let mut next_batch = committed.last_committed_batch.map_or(1, |b| b + 1);
-        let now = Instant::now();
-        for plan in stored.pending {
-            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
-            advance(&mut planned, &plan);
+        for plan in &stored.pending {
+            advance(&mut planned, plan);
             next_batch = plan.id + 1;
-            scheduler.add_batch(plan, now);
         }
         JobLoop {
             config,
@@ -95,6 +102,9 @@ impl JobLoop {
             planned,
             lanes: stored.lanes,
             next_batch,
+            replay: stored.pending,
+            guarantee,
+            group,
             status,
         }
     }
@@ -106,6 +116,10 @@ impl JobLoop {
         stop: CancellationToken,
         leadership_lost: CancellationToken,
     ) -> Result<(), DriverError> {
+        for plan in std::mem::take(&mut self.replay) {
+            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
+            self.start_batch(plan).await?;
+        }
         let mut plan_tick = tokio::time::interval(self.config.job.batch_interval);
         plan_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut liveness_tick = tokio::time::interval(self.config.driver.heartbeat_interval);
@@ -224,7 +238,36 @@ impl JobLoop {
         advance(&mut self.planned, &plan);
         self.next_batch = plan.id + 1;
         self.status.lock().expect("status").lag = lag;
+        self.start_batch(plan).await
+    }
+
+    /// Hands a recorded batch to the scheduler. At-most-once commits it in etcd first: once a
+    /// task may have written anything, its records are never read again.
+    async fn start_batch(&mut self, plan: BatchPlan) -> Result<(), DriverError> {
+        if self.guarantee == Guarantee::AtMostOnce {
+            self.commit_offsets(&plan).await?;
+        }
         self.scheduler.add_batch(plan, Instant::now());
+        Ok(())
+    }
+
+    /// Commits the batch's ends as the job's progress, in one guarded etcd transaction, then
+    /// shows it in the group `weir.{job}` (unless the executors' transactions already did).
+    async fn commit_offsets(&mut self, plan: &BatchPlan) -> Result<(), DriverError> {
+        let mut next = self.committed.clone();
+        for range in plan.ranges() {
+            next.next_offsets.insert(range.topic_partition().clone(), range.until());
+        }
+        next.last_committed_batch = Some(plan.id);
+        let store = &self.store;
+        let span = info_span!("commit", job = %self.config.job.name, batch = plan.id);
+        retry("committing a batch in etcd", ETCD_RETRY, || store.commit_batch(&next))
+            .instrument(span)
+            .await?;
+        if let Some(group) = &self.group {
+            group.publish(&next.next_offsets);
+        }
+        self.committed = next;
         Ok(())
     }
 
@@ -350,21 +393,15 @@ impl JobLoop {
     }
 
     /// Commits every finished batch at the head of the queue, in order: the new offsets and the
-    /// batch's completion in one guarded etcd transaction.
+    /// batch's completion in one guarded etcd transaction. (At-most-once committed it before
+    /// dispatch; a finished batch just leaves.)
     async fn commit_finished(&mut self) -> Result<(), DriverError> {
         while let Some(batch) = self.scheduler.committable() {
-            let mut next = self.committed.clone();
-            for range in batch.plan.ranges() {
-                next.next_offsets.insert(range.topic_partition().clone(), range.until());
-            }
-            next.last_committed_batch = Some(batch.plan.id);
-            let store = &self.store;
-            let span = info_span!("commit", job = %self.config.job.name, batch = batch.plan.id);
-            retry("committing a batch in etcd", ETCD_RETRY, || store.commit_batch(&next))
-                .instrument(span)
-                .await?;
-            self.committed = next;
             let id = batch.plan.id;
+            if self.guarantee != Guarantee::AtMostOnce {
+                let plan = batch.plan.clone();
+                self.commit_offsets(&plan).await?;
+            }
             let batch = self.scheduler.remove_batch(id).expect("committable batch exists");
             let now = Instant::now();
             let delay = batch.first_dispatch.unwrap_or(now).duration_since(batch.recorded_at);
@@ -376,11 +413,19 @@ impl JobLoop {
                 records_out = batch.metrics.records_out,
                 rejected = batch.metrics.records_rejected,
                 filtered = batch.metrics.records_filtered,
+                already_committed_tasks = batch.metrics.tasks_already_committed,
                 scheduling_delay_ms = delay.as_millis() as u64,
                 processing_ms = processing.as_millis() as u64,
                 "Batch committed"
             );
-            self.status.lock().expect("status").committed(id, &batch.metrics, delay, processing);
+            if batch.records_abandoned > 0 {
+                warn!(
+                    batch = id,
+                    offsets = batch.records_abandoned,
+                    "At-most-once: tasks failed or were lost and are not run again; their records are lost"
+                );
+            }
+            self.status.lock().expect("status").committed(id, &batch, delay, processing);
         }
         Ok(())
     }

@@ -7,6 +7,7 @@
 mod election;
 mod error;
 mod etcd;
+mod group;
 mod http;
 mod job;
 pub mod planner;
@@ -24,13 +25,14 @@ use etcd_client::{Client, ConnectOptions};
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
-use weir_common::config::JobConfig;
+use weir_common::config::{Guarantee, JobConfig};
 use weir_common::protocol::JobKeys;
 use weir_common::retry::{Backoff, retry};
 use weir_proto::v1::driver_server::DriverServer;
 
 pub use error::DriverError;
 
+use crate::group::JobGroup;
 use crate::job::JobLoop;
 use crate::service::{DriverService, Session};
 use crate::source::Source;
@@ -107,6 +109,12 @@ async fn lead(
         partitions = stored.offsets.as_ref().map_or(0, |o| o.next_offsets.len()),
         replaying = stored.pending.len(), "Checkpoint loaded");
     let source = Arc::new(Source::new(&config.source)?);
+    // Progress shows in the group `weir.{job}`: the executors' transactions write it under
+    // exactly-once, the driver otherwise.
+    let group = match config.sink.guarantee {
+        Guarantee::ExactlyOnce => None,
+        _ => Some(JobGroup::new(&config)?),
+    };
     let status = Arc::new(Mutex::new(Status {
         job: config.job.name.clone(),
         driver_id: driver_id.clone(),
@@ -138,11 +146,11 @@ async fn lead(
     });
 
     let mut job =
-        JobLoop::new(config.clone(), store, source, leadership.generation, stored, status);
+        JobLoop::new(config.clone(), store, source, group, leadership.generation, stored, status);
     // The starting offsets go to etcd before the first batch, so a restart before it does not
     // resolve `latest` again. Kafka unreachable: wait and retry, loudly.
     let discovered = tokio::select! {
-        result = discover_until_kafka_answers(&mut job) => Some(result?),
+        result = discover_until_kafka_answers(&mut job, &config) => Some(result?),
         _ = stop.cancelled() => None,
     };
     let result = match discovered {
@@ -156,10 +164,19 @@ async fn lead(
     result
 }
 
-async fn discover_until_kafka_answers(job: &mut JobLoop) -> Result<(), DriverError> {
+async fn discover_until_kafka_answers(
+    job: &mut JobLoop,
+    config: &JobConfig,
+) -> Result<(), DriverError> {
     let mut attempt = 0;
     loop {
-        match job.discover_partitions().await {
+        let checked = async {
+            if config.sink.guarantee == Guarantee::ExactlyOnce {
+                group::check_transaction_timeout(config).await?;
+            }
+            job.discover_partitions().await
+        };
+        match checked.await {
             Ok(_) => return Ok(()),
             Err(e @ DriverError::Kafka { .. }) => {
                 attempt += 1;

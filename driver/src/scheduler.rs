@@ -7,7 +7,8 @@
 //! - a lane has at most one owner, a live executor that is not leaving; lanes stay with their
 //!   owner (warm caches) unless the owner goes or owns clearly more than another executor;
 //! - an executor runs at most `slots` tasks;
-//! - a report for an attempt that is no longer current (a lost executor's) changes nothing.
+//! - a report for an attempt that is no longer current (a lost executor's) changes nothing;
+//! - at-most-once, a task runs at most once: failed or lost, it is abandoned, never retried.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
@@ -26,6 +27,9 @@ pub struct Settings {
     pub max_attempts: u32,
     /// The delay before the first retry; doubles per failure.
     pub retry_backoff: Duration,
+    /// Whether a task that failed or whose executor was lost runs again. At-most-once says no:
+    /// its batch was committed before dispatch, so the task is abandoned and its records lost.
+    pub run_again: bool,
 }
 
 #[derive(Debug)]
@@ -38,9 +42,21 @@ struct Executor {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum TaskState {
-    Waiting { not_before: Instant },
-    Running { executor: ExecutorId },
+    Waiting {
+        not_before: Instant,
+    },
+    Running {
+        executor: ExecutorId,
+    },
     Done,
+    /// At-most-once: failed or lost, not run again.
+    Abandoned,
+}
+
+impl TaskState {
+    fn finished(&self) -> bool {
+        matches!(self, TaskState::Done | TaskState::Abandoned)
+    }
 }
 
 #[derive(Debug)]
@@ -58,6 +74,8 @@ pub struct Batch {
     pub recorded_at: Instant,
     pub first_dispatch: Option<Instant>,
     pub metrics: TaskMetrics,
+    /// At-most-once: records of abandoned tasks (read or not, their output is not known).
+    pub records_abandoned: u64,
     tasks: BTreeMap<LaneId, Task>,
 }
 
@@ -118,15 +136,19 @@ impl Scheduler {
         self.executors.insert(id, executor);
     }
 
-    /// Forgets an executor; its running tasks wait to run again elsewhere, its lanes lose their
-    /// owner. Returns the tasks it was running.
+    /// Forgets an executor; its running tasks wait to run again elsewhere (or, at-most-once,
+    /// are abandoned), its lanes lose their owner. Returns the tasks it was running.
     pub fn remove_executor(&mut self, id: &str, now: Instant) -> Vec<TaskId> {
         let Some(executor) = self.executors.remove(id) else { return Vec::new() };
         self.owners.retain(|_, owner| owner != id);
         for task_id in &executor.running {
-            if let Some(task) = self.task_mut(task_id) {
-                task.attempt += 1;
-                task.state = TaskState::Waiting { not_before: now };
+            if self.settings.run_again {
+                if let Some(task) = self.task_mut(task_id) {
+                    task.attempt += 1;
+                    task.state = TaskState::Waiting { not_before: now };
+                }
+            } else {
+                self.abandon(task_id);
             }
         }
         executor.running.into_iter().collect()
@@ -187,6 +209,7 @@ impl Scheduler {
             recorded_at: now,
             first_dispatch: None,
             metrics: TaskMetrics::default(),
+            records_abandoned: 0,
             tasks,
         };
         self.batches.insert(batch.plan.id, batch);
@@ -229,6 +252,10 @@ impl Scheduler {
             max: Duration::from_secs(30),
             give_up_after: None,
         };
+        if retryable && !self.settings.run_again {
+            self.abandon(&id);
+            return Ok(true);
+        }
         let task = self.task_mut(&id).expect("current task");
         task.failures += 1;
         if !retryable || task.failures >= max_attempts {
@@ -254,7 +281,7 @@ impl Scheduler {
             for lane in lanes {
                 let task = &self.batches[&batch_id].tasks[&lane];
                 match task.state {
-                    TaskState::Done => continue,
+                    TaskState::Done | TaskState::Abandoned => continue,
                     _ if busy_lanes.contains(&lane) => continue,
                     TaskState::Running { .. } => {
                         busy_lanes.insert(lane);
@@ -288,10 +315,11 @@ impl Scheduler {
         assignments
     }
 
-    /// The oldest batch, if all its tasks are done: the next to commit (batches commit in order).
+    /// The oldest batch, if all its tasks are finished: the next to commit (batches commit in
+    /// order).
     pub fn committable(&self) -> Option<&Batch> {
         let (_, batch) = self.batches.first_key_value()?;
-        batch.tasks.values().all(|t| t.state == TaskState::Done).then_some(batch)
+        batch.tasks.values().all(|t| t.state.finished()).then_some(batch)
     }
 
     pub fn remove_batch(&mut self, id: u64) -> Option<Batch> {
@@ -350,6 +378,14 @@ impl Scheduler {
         if let Some(e) = self.executors.get_mut(executor) {
             e.running.remove(id);
         }
+    }
+
+    /// At-most-once: the task is not run again; its records count as lost.
+    fn abandon(&mut self, id: &TaskId) {
+        let Some(batch) = self.batches.get_mut(&id.batch) else { return };
+        let Some(task) = batch.tasks.get_mut(&id.lane) else { return };
+        task.state = TaskState::Abandoned;
+        batch.records_abandoned += task.ranges.iter().map(OffsetRange::max_records).sum::<u64>();
     }
 
     fn task_mut(&mut self, id: &TaskId) -> Option<&mut Task> {

@@ -6,9 +6,9 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
-use weir_common::protocol::{TaskId, TaskMetrics};
+use weir_common::protocol::TaskId;
 
-use crate::scheduler::ExecutorStatus;
+use crate::scheduler::{Batch, ExecutorStatus};
 
 #[derive(Debug, Default, Clone, Serialize)]
 pub struct Status {
@@ -26,6 +26,10 @@ pub struct Status {
     pub records_out: u64,
     pub records_rejected: u64,
     pub records_filtered: u64,
+    /// At-most-once: offsets of tasks that failed or were lost and were not run again.
+    pub records_abandoned: u64,
+    /// Exactly-once: replayed tasks found already committed in Kafka, so not written again.
+    pub tasks_already_committed: u64,
     /// Records in the source not yet in a recorded batch, at the last planning round.
     pub lag: i64,
     pub last_scheduling_delay_ms: u64,
@@ -59,14 +63,11 @@ impl Status {
         }
     }
 
-    pub fn committed(
-        &mut self,
-        batch: u64,
-        m: &TaskMetrics,
-        delay: Duration,
-        processing: Duration,
-    ) {
-        self.last_committed_batch = Some(batch);
+    pub fn committed(&mut self, id: u64, batch: &Batch, delay: Duration, processing: Duration) {
+        let m = &batch.metrics;
+        self.last_committed_batch = Some(id);
+        self.records_abandoned += batch.records_abandoned;
+        self.tasks_already_committed += m.tasks_already_committed;
         self.batches_committed += 1;
         self.records_in += m.records_in;
         self.records_out += m.records_out;
@@ -139,6 +140,18 @@ impl Status {
             "counter",
             "Records a transform rejected.",
             self.records_rejected as f64,
+        );
+        metric(
+            "weir_driver_records_abandoned_total",
+            "counter",
+            "At-most-once: offsets of tasks that failed or were lost and were not run again.",
+            self.records_abandoned as f64,
+        );
+        metric(
+            "weir_driver_tasks_already_committed_total",
+            "counter",
+            "Exactly-once: replayed tasks whose output Kafka already held, not written again.",
+            self.tasks_already_committed as f64,
         );
         metric(
             "weir_driver_lag_records",

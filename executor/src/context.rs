@@ -4,23 +4,27 @@
 
 use std::sync::Arc;
 
-use weir_common::config::{JobConfig, SinkKind};
+use weir_common::config::{Guarantee, JobConfig, SinkKind};
 use weir_common::transform::{OnRecordError, Pipeline, TransformRegistry};
 
 use crate::error::TaskError;
 use crate::kafka::client_config;
+use crate::kafka::group::GroupProgress;
 use crate::kafka::producer::SharedProducer;
 use crate::kafka::range_reader::ConsumerCache;
 use crate::sink::Sink;
+use crate::sink::dead_letters::DeadLetters;
 use crate::sink::file::FileSink;
-use crate::sink::kafka::{DeadLetters, KafkaSink};
+use crate::sink::kafka::KafkaSink;
 use crate::sink::stdout::StdoutSink;
+use crate::sink::transactional::{TransactionalSettings, TransactionalSink};
 
 pub struct JobContext {
     pub config_toml: String,
     pub config: JobConfig,
     pub pipeline: Pipeline,
     pub sink: Box<dyn Sink>,
+    /// Dead letters outside the sink's own unit of work (every sink but the transactional one).
     pub dead_letters: Option<DeadLetters>,
     pub on_record_error: OnRecordError,
     pub consumers: ConsumerCache,
@@ -45,6 +49,12 @@ impl JobContext {
             sink_producer = Some(p.clone());
             Ok(p)
         };
+        let on_record_error = config.transform.on_record_error;
+        let mut dead_letter_topic = match on_record_error {
+            OnRecordError::DeadLetter => config.transform.dead_letter_topic.clone(),
+            _ => None,
+        };
+        let exactly_once = config.sink.guarantee == Guarantee::ExactlyOnce;
         let sink: Box<dyn Sink> = match config.sink.kind {
             SinkKind::Kafka => {
                 let topic = config
@@ -52,11 +62,29 @@ impl JobContext {
                     .topic
                     .clone()
                     .ok_or_else(|| TaskError::fatal("sink.topic: missing"))?;
-                Box::new(KafkaSink::new(
-                    producer_for(&sink_brokers)?,
-                    topic,
-                    config.sink.partitioning,
-                ))
+                if exactly_once {
+                    // Validation keeps the sink on the source's cluster: the group's offsets
+                    // and the output share one transaction.
+                    let group = format!("weir.{}", config.job.name);
+                    let group_config = client_config(&sink_brokers, &source.kafka);
+                    Box::new(TransactionalSink::new(TransactionalSettings {
+                        job: config.job.name.clone(),
+                        producer_config: client_config(&sink_brokers, &config.sink.kafka),
+                        brokers: sink_brokers.clone(),
+                        topic,
+                        partitioning: config.sink.partitioning,
+                        // Dead letters go inside each task's transaction.
+                        dead_letter_topic: dead_letter_topic.take(),
+                        transaction_timeout: config.sink.transaction_timeout,
+                        group: GroupProgress::new(group_config, &group)?,
+                    }))
+                } else {
+                    Box::new(KafkaSink::new(
+                        producer_for(&sink_brokers)?,
+                        topic,
+                        config.sink.partitioning,
+                    ))
+                }
             }
             SinkKind::File => {
                 let dir = config
@@ -68,9 +96,8 @@ impl JobContext {
             }
             SinkKind::Stdout => Box::new(StdoutSink),
         };
-        let on_record_error = config.transform.on_record_error;
-        let dead_letters = match (&config.transform.dead_letter_topic, on_record_error) {
-            (Some(topic), OnRecordError::DeadLetter) => {
+        let dead_letters = match dead_letter_topic {
+            Some(topic) => {
                 // Dead letters go to the sink's cluster when the sink is Kafka, else the source's.
                 let producer = if config.sink.kind == SinkKind::Kafka {
                     producer_for(&sink_brokers)?
@@ -80,9 +107,9 @@ impl JobContext {
                         &source.brokers,
                     )?
                 };
-                Some(DeadLetters::new(producer, topic.clone()))
+                Some(DeadLetters::new(producer, topic))
             }
-            _ => None,
+            None => None,
         };
         let mut consumer_config = client_config(&source.brokers, &source.kafka);
         if consumer_config.get("group.id").is_none() {

@@ -213,6 +213,7 @@ impl Attacher {
                 }
                 Some((id, result)) = done_rx.recv() => {
                     running.remove(&id);
+                    let fenced = matches!(&result, Err(e) if e.fenced);
                     let kind = match result {
                         Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
                             task: Some(id.into()),
@@ -226,6 +227,11 @@ impl Attacher {
                     };
                     if outbox.send(message(kind)).await.is_err() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
+                    }
+                    if fenced {
+                        // The driver gave this executor's lane to another one: its picture of
+                        // what it owns is stale. Start over with a fresh attach.
+                        break SessionEnd::Lost(format!("task {id} was fenced by a newer owner of its lane"));
                     }
                 }
                 _ = beat.tick() => {
@@ -265,6 +271,11 @@ impl Attacher {
         // Tasks of a lost session are the driver's to run again; stop wasting work on them.
         for task in running.values() {
             task.cancel.store(true, Ordering::Relaxed);
+        }
+        // The lanes may now belong to other executors; a lane this one gets again starts afresh
+        // (exactly-once: a new producer whose init fences any older one).
+        if let Ok(ctx) = &context {
+            ctx.sink.forget_lanes();
         }
         end
     }

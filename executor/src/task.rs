@@ -1,5 +1,6 @@
 //! Runs one task: reads each range, passes every record through the transform, writes the
-//! results to the sink and the rejects by `on_record_error`, then finishes the sink. Blocking
+//! results to the sink and the rejects by `on_record_error`, then finishes the sink. A task the
+//! sink finds already committed (an exactly-once replay) reads and writes nothing. Blocking
 //! code (librdkafka polls), run on a blocking thread; records stream through one at a time.
 
 use std::borrow::Cow;
@@ -14,7 +15,7 @@ use weir_common::{Header, OffsetRange, Record};
 use crate::context::JobContext;
 use crate::error::TaskError;
 use crate::session::TaskControl;
-use crate::sink::record_bytes;
+use crate::sink::{Begun, record_bytes};
 
 pub fn run_task(
     ctx: &JobContext,
@@ -24,8 +25,17 @@ pub fn run_task(
 ) -> Result<TaskMetrics, TaskError> {
     let started = Instant::now();
     let mut metrics = TaskMetrics::default();
-    let mut output = ctx.sink.begin(task, ranges)?;
-    let mut dead_letters = ctx.dead_letters.as_ref().map(|d| d.begin());
+    let mut output = match ctx.sink.begin(task, ranges)? {
+        Begun::Write(output) => output,
+        Begun::AlreadyCommitted => {
+            metrics.tasks_already_committed = 1;
+            metrics.total_ms = started.elapsed().as_millis() as u64;
+            return Ok(metrics);
+        }
+    };
+    if let Some(dead_letters) = &ctx.dead_letters {
+        output = dead_letters.wrap(output);
+    }
     for range in ranges {
         ctx.consumers.read(range, &control.cancel, |message| {
             let record = record_of(message);
@@ -42,10 +52,10 @@ pub fn run_task(
                 Outcome::Filtered => metrics.records_filtered += 1,
                 Outcome::Rejected { record, reason } => {
                     metrics.records_rejected += 1;
-                    match (ctx.on_record_error, dead_letters.as_mut()) {
-                        (OnRecordError::Skip, _) => {}
-                        (OnRecordError::DeadLetter, Some(dead)) => dead.write(&record, &reason)?,
-                        _ => {
+                    match ctx.on_record_error {
+                        OnRecordError::Skip => {}
+                        OnRecordError::DeadLetter => output.write_dead_letter(&record, &reason)?,
+                        OnRecordError::Fail => {
                             return Err(TaskError::fatal(format!(
                                 "record {}-{}@{} rejected: {reason} (transform.on_record_error = \"fail\")",
                                 record.topic, record.partition, record.offset
@@ -60,9 +70,6 @@ pub fn run_task(
     metrics.read_ms = started.elapsed().as_millis() as u64;
     let flushing = Instant::now();
     output.finish()?;
-    if let Some(dead) = dead_letters {
-        dead.finish()?;
-    }
     metrics.flush_ms = flushing.elapsed().as_millis() as u64;
     metrics.total_ms = started.elapsed().as_millis() as u64;
     Ok(metrics)

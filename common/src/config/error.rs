@@ -35,9 +35,6 @@ pub enum ConfigError {
     /// A value that has the right type but is out of bounds or malformed.
     #[error("{key}: got {value}, expected {expected}")]
     Invalid { key: String, value: String, expected: String },
-    /// A valid setting this build does not implement.
-    #[error("{key}: {value} is not available in this build; use {supported}")]
-    Unsupported { key: String, value: String, supported: String },
     /// A rule between keys: both given, neither given, or one that contradicts another.
     #[error("{key}: {rule}")]
     Rule { key: String, rule: String },

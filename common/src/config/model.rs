@@ -121,6 +121,10 @@ pub struct SinkConfig {
     /// Kafka sink only.
     #[serde(default)]
     pub partitioning: Partitioning,
+    /// Kafka sink under exactly-once: librdkafka's `transaction.timeout.ms`, the longest a task's
+    /// transaction may stay open before the broker aborts it.
+    #[serde(default = "default_transaction_timeout", with = "super::duration")]
+    pub transaction_timeout: Duration,
     /// `[sink.kafka]`: librdkafka producer properties, passed through.
     #[serde(
         default,
@@ -239,6 +243,10 @@ impl Default for DriverSection {
             task_retry_backoff: Duration::from_millis(500),
         }
     }
+}
+
+fn default_transaction_timeout() -> Duration {
+    Duration::from_secs(60)
 }
 
 fn default_batch_interval() -> Duration {

@@ -225,11 +225,71 @@ fn heartbeat_must_be_at_most_half_the_executor_timeout() {
     assert!(JobConfig::from_toml_str(&with("[driver]\nheartbeat_interval = \"2500ms\"")).is_ok());
 }
 
+/// `MINIMAL` with a Kafka sink whose `[sink]` section ends with `extra`.
+fn kafka_sink(extra: &str) -> String {
+    MINIMAL.replace("type = \"stdout\"", &format!("type = \"kafka\"\ntopic = \"out\"\n{extra}"))
+}
+
 #[test]
-fn only_at_least_once_is_accepted() {
+fn every_guarantee_is_accepted_with_a_sink_that_can_keep_it() {
+    for guarantee in ["exactly-once", "at-least-once", "at-most-once"] {
+        let config = JobConfig::from_toml_str(&kafka_sink(&format!("guarantee = \"{guarantee}\"")));
+        assert_eq!(config.expect(guarantee).sink.guarantee.to_string(), guarantee);
+    }
+    assert!(JobConfig::from_toml_str(&with("guarantee = \"at-most-once\"")).is_ok());
     assert_eq!(
         error(&with("guarantee = \"exactly-once\"")),
-        r#"sink.guarantee: "exactly-once" is not available in this build; use "at-least-once""#
+        "sink.guarantee: \"exactly-once\" needs the kafka sink (transactions) or the file sink \
+         (idempotent overwrite); stdout cannot take back what a failed task printed"
+    );
+}
+
+#[test]
+fn exactly_once_needs_the_sink_on_the_source_cluster() {
+    let message = error(&kafka_sink("guarantee = \"exactly-once\"\nbrokers = \"other:9092\""));
+    assert!(
+        message.starts_with("sink.brokers: \"other:9092\" differs from source.brokers"),
+        "{message}"
+    );
+    assert!(message.contains("a transaction spans one cluster"), "{message}");
+    let at_least_once = kafka_sink("brokers = \"other:9092\"");
+    assert!(JobConfig::from_toml_str(&at_least_once).is_ok(), "fine at-least-once");
+}
+
+#[test]
+fn the_transaction_timeout_must_outlast_two_batch_intervals() {
+    let slow = |sink: &str| {
+        kafka_sink(sink).replace("name = \"j\"", "name = \"j\"\nbatch_interval = \"45s\"")
+    };
+    assert_eq!(
+        error(&slow("guarantee = \"exactly-once\"")),
+        "sink.transaction_timeout: \"1m\" is less than \"90s\": a task's transaction must \
+         outlast at least two batch intervals (job.batch_interval = \"45s\"), and librdkafka \
+         needs 1s or more"
+    );
+    let longer = slow("guarantee = \"exactly-once\"\ntransaction_timeout = \"2m\"");
+    assert!(JobConfig::from_toml_str(&longer).is_ok());
+    let own = kafka_sink(
+        "guarantee = \"exactly-once\"\n[sink.kafka]\n\"transaction.timeout.ms\" = \"5000\"",
+    );
+    let message = error(&own);
+    assert!(message.starts_with("sink.kafka: set the transaction timeout with"), "{message}");
+}
+
+#[test]
+fn exactly_once_files_refuse_dead_letters_in_kafka() {
+    let files = MINIMAL.replace(
+        "type = \"stdout\"",
+        "type = \"file\"\npath = \"/tmp/x\"\nguarantee = \"exactly-once\"",
+    );
+    assert!(JobConfig::from_toml_str(&files).is_ok());
+    let dead = format!(
+        "{files}[transform]\non_record_error = \"dead-letter\"\ndead_letter_topic = \"dead\"\n"
+    );
+    let message = error(&dead);
+    assert!(
+        message.starts_with("transform.on_record_error: \"dead-letter\" with the file sink"),
+        "{message}"
     );
 }
 

@@ -12,6 +12,8 @@ use super::{
 use crate::transform::{OnRecordError, StepConfig, TransformConfig};
 
 const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(10);
+/// librdkafka refuses a `transaction.timeout.ms` below 1000.
+const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(1);
 
 pub(super) fn validate(config: &JobConfig) -> Result<(), ConfigError> {
     let job = &config.job;
@@ -31,7 +33,7 @@ pub(super) fn validate(config: &JobConfig) -> Result<(), ConfigError> {
         ));
     }
     source(&config.source)?;
-    sink(&config.sink, &config.source)?;
+    sink(&config.sink, &config.source, job.batch_interval)?;
     transform(&config.transform, &config.sink, &config.source)?;
     checkpoint(&config.checkpoint)?;
     driver(&config.driver)
@@ -95,7 +97,11 @@ fn source(source: &SourceConfig) -> Result<(), ConfigError> {
     Ok(())
 }
 
-fn sink(sink: &SinkConfig, source: &SourceConfig) -> Result<(), ConfigError> {
+fn sink(
+    sink: &SinkConfig,
+    source: &SourceConfig,
+    batch_interval: Duration,
+) -> Result<(), ConfigError> {
     let kind = sink.kind;
     let only = |key: &str, wanted: &str, what: &str| {
         rule(key, format!("only a {wanted} sink takes {what}"))
@@ -138,12 +144,66 @@ fn sink(sink: &SinkConfig, source: &SourceConfig) -> Result<(), ConfigError> {
         }
         SinkKind::Stdout => {}
     }
-    if sink.guarantee != Guarantee::AtLeastOnce {
-        return Err(ConfigError::Unsupported {
-            key: "sink.guarantee".to_owned(),
-            value: quoted(&sink.guarantee.to_string()),
-            supported: quoted(&Guarantee::AtLeastOnce.to_string()),
-        });
+    if sink.guarantee == Guarantee::ExactlyOnce {
+        exactly_once(sink, source, batch_interval)?;
+    }
+    Ok(())
+}
+
+/// What exactly-once needs from the sink: a transactional Kafka sink on the source's cluster
+/// (the input offsets are committed in the same transaction as the output, and a transaction
+/// spans one cluster), or the file sink (idempotent overwrite); and a transaction timeout that a
+/// task fits in.
+fn exactly_once(
+    sink: &SinkConfig,
+    source: &SourceConfig,
+    batch_interval: Duration,
+) -> Result<(), ConfigError> {
+    match sink.kind {
+        SinkKind::Kafka => {}
+        SinkKind::File => return Ok(()),
+        SinkKind::Stdout => {
+            return Err(rule(
+                "sink.guarantee",
+                "\"exactly-once\" needs the kafka sink (transactions) or the file sink \
+                 (idempotent overwrite); stdout cannot take back what a failed task printed",
+            ));
+        }
+    }
+    let brokers = sink.brokers(source);
+    if brokers != source.brokers {
+        return Err(rule(
+            "sink.brokers",
+            format!(
+                "{brokers:?} differs from source.brokers ({:?}); \"exactly-once\" commits the \
+                 input offsets in the output's Kafka transaction, and a transaction spans one \
+                 cluster",
+                source.brokers
+            ),
+        ));
+    }
+    let timeout = sink.transaction_timeout;
+    let floor = (batch_interval * 2).max(MIN_TRANSACTION_TIMEOUT);
+    if timeout < floor {
+        return Err(rule(
+            "sink.transaction_timeout",
+            format!(
+                "{} is less than {}: a task's transaction must outlast at least two batch \
+                 intervals (job.batch_interval = {}), and librdkafka needs 1s or more",
+                quoted(&duration::format(timeout)),
+                quoted(&duration::format(floor)),
+                quoted(&duration::format(batch_interval)),
+            ),
+        ));
+    }
+    if sink.kafka.contains_key("transaction.timeout.ms")
+        || sink.kafka.contains_key("transactional.id")
+    {
+        return Err(rule(
+            "sink.kafka",
+            "set the transaction timeout with sink.transaction_timeout; Weir sets \
+             transaction.timeout.ms and transactional.id itself",
+        ));
     }
     Ok(())
 }
@@ -175,6 +235,14 @@ fn transform(
     }
     if source.reads(topic) {
         return Err(rule(key, format!("{topic:?} is also a source topic; use a topic of its own")));
+    }
+    if sink.guarantee == Guarantee::ExactlyOnce && sink.kind == SinkKind::File {
+        return Err(rule(
+            "transform.on_record_error",
+            "\"dead-letter\" with the file sink cannot be exactly-once: dead letters go to Kafka, \
+             outside the file's atomic rename; use \"skip\", the kafka sink, or \
+             sink.guarantee = \"at-least-once\"",
+        ));
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use super::{Assignment, JobFailure, Scheduler, Settings};
 const BACKOFF: Duration = Duration::from_secs(1);
 
 fn settings() -> Settings {
-    Settings { max_attempts: 3, retry_backoff: BACKOFF }
+    Settings { max_attempts: 3, retry_backoff: BACKOFF, run_again: true }
 }
 
 /// Lane `lane`'s ranges in batch `batch`: one partition per lane, 100 offsets per batch.
@@ -552,4 +552,62 @@ fn a_leaving_executor_may_go_once_its_running_tasks_are_done() {
     assert!(s.idle_leaving_executors().is_empty(), "still running a task");
     succeed_all(&mut s, &assigned);
     assert_eq!(s.idle_leaving_executors(), ["a"]);
+}
+
+fn at_most_once() -> Scheduler {
+    Scheduler::new(Settings { run_again: false, ..settings() })
+}
+
+#[test]
+fn at_most_once_a_failed_task_is_abandoned_and_counted_never_retried() {
+    let t0 = Instant::now();
+    let mut s = at_most_once();
+    s.add_executor("a".into(), 2, t0);
+    s.add_batch(plan(1, [0, 1]), t0);
+    let first = s.dispatch(t0);
+    assert_eq!(first.len(), 2);
+
+    let failed = find(&first, 1, 0).task;
+    assert_eq!(s.task_failed("a", failed, true, "broker away", t0), Ok(true));
+    assert!(s.dispatch(t0 + BACKOFF * 100).is_empty(), "an abandoned task never runs again");
+    assert!(s.committable().is_none(), "lane 1 still runs");
+    assert!(s.task_succeeded("a", find(&first, 1, 1).task, metrics(100)));
+    let batch = s.committable().expect("abandoned plus done is finished");
+    assert_eq!(batch.records_abandoned, 100, "the abandoned range's offsets are counted");
+    assert_eq!(batch.metrics.records_in, 100);
+}
+
+#[test]
+fn at_most_once_a_lost_executors_tasks_are_abandoned() {
+    let t0 = Instant::now();
+    let mut s = at_most_once();
+    s.add_executor("a".into(), 2, t0);
+    s.add_executor("b".into(), 2, t0);
+    s.add_batch(plan(1, [0, 1, 2, 3]), t0);
+    let first = s.dispatch(t0);
+    let on_a: Vec<TaskId> = first.iter().filter(|a| a.executor == "a").map(|a| a.task).collect();
+    assert_eq!(on_a.len(), 2);
+    assert_eq!(s.remove_executor("a", t0).len(), 2);
+    assert!(s.dispatch(t0).is_empty(), "nothing of the lost executor runs again");
+    for a in first.iter().filter(|a| a.executor == "b") {
+        assert!(s.task_succeeded("b", a.task, metrics(100)));
+    }
+    assert_eq!(s.committable().expect("finished").records_abandoned, 200);
+    // The next batch's lanes go to the live executor.
+    s.add_batch(plan(2, [0, 1, 2, 3]), t0);
+    s.remove_batch(1);
+    let next = s.dispatch(t0);
+    assert_eq!(next.len(), 2, "two slots on b");
+    assert!(next.iter().all(|a| a.executor == "b"));
+}
+
+#[test]
+fn at_most_once_a_non_retryable_failure_still_stops_the_job() {
+    let t0 = Instant::now();
+    let mut s = at_most_once();
+    s.add_executor("a".into(), 1, t0);
+    s.add_batch(plan(1, [0]), t0);
+    let first = s.dispatch(t0);
+    let failure = s.task_failed("a", first[0].task, false, "bad record", t0).unwrap_err();
+    assert_eq!(failure.message, "bad record");
 }

@@ -1,5 +1,6 @@
 //! The executor's Kafka clients: cached per-partition range readers and the shared producer.
 
+pub mod group;
 pub mod producer;
 pub mod range_reader;
 

@@ -17,6 +17,8 @@ use crate::error::TaskError;
 
 /// How long a task's flush may take before the task fails (retryable).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long librdkafka tries to deliver one record before it reports the record failed.
+const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// One task's deliveries.
 #[derive(Default)]
@@ -70,6 +72,34 @@ pub struct SharedProducer {
 }
 
 impl SharedProducer {
+    /// A transactional producer for one lane: `transactional.id` is the lane's stable id, so a
+    /// new owner's `init_transactions` fences every older producer of the lane. Its message
+    /// timeout stays within the transaction timeout, as librdkafka requires.
+    pub fn transactional(
+        mut config: ClientConfig,
+        brokers: &str,
+        transactional_id: &str,
+        transaction_timeout: Duration,
+    ) -> Result<Self, TaskError> {
+        let timeout_ms = transaction_timeout.as_millis().to_string();
+        let message_timeout_ms = transaction_timeout.min(DEFAULT_MESSAGE_TIMEOUT).as_millis();
+        config
+            .set("transactional.id", transactional_id)
+            .set("transaction.timeout.ms", timeout_ms)
+            .set("message.timeout.ms", message_timeout_ms.to_string());
+        Self::new(config, brokers)
+    }
+
+    /// The librdkafka producer, for the transaction calls.
+    pub fn client(&self) -> &ThreadedProducer<DeliveryTracker> {
+        &self.producer
+    }
+
+    /// Whether `other` is this very producer (not another one with the same settings).
+    pub fn same_as(&self, other: &SharedProducer) -> bool {
+        Arc::ptr_eq(&self.producer, &other.producer)
+    }
+
     /// An idempotent producer: retries inside librdkafka never duplicate or reorder a record.
     pub fn new(mut config: ClientConfig, brokers: &str) -> Result<Self, TaskError> {
         config.set("enable.idempotence", "true").set("acks", "all");
@@ -79,7 +109,7 @@ impl SharedProducer {
         if config.get("message.timeout.ms").is_none() {
             // librdkafka's 5 minutes would hold a task that can never deliver (a missing output
             // topic) for that long; fail it sooner, retryably, with the reason.
-            config.set("message.timeout.ms", "30000");
+            config.set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT.as_millis().to_string());
         }
         let producer = config.create_with_context(DeliveryTracker).map_err(|e| {
             TaskError::fatal(format!("cannot create a producer for {brokers}: {e}"))

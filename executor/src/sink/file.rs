@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record};
 
-use super::{Sink, TaskOutput};
+use super::dead_letters::no_dead_letter_topic;
+use super::{Begun, Sink, TaskOutput};
 use crate::error::TaskError;
 
 pub struct FileSink {
@@ -44,11 +45,7 @@ struct Part {
 }
 
 impl Sink for FileSink {
-    fn begin(
-        &self,
-        task: TaskId,
-        ranges: &[OffsetRange],
-    ) -> Result<Box<dyn TaskOutput + '_>, TaskError> {
+    fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
         let mut parts = Vec::with_capacity(ranges.len());
         for range in ranges {
             let name = file_name(range);
@@ -62,7 +59,7 @@ impl Sink for FileSink {
                 target: self.dir.join(name),
             });
         }
-        Ok(Box::new(FileOutput { parts }))
+        Ok(Begun::Write(Box::new(FileOutput { parts })))
     }
 }
 
@@ -91,6 +88,10 @@ impl TaskOutput for FileOutput {
             .and_then(|()| part.writer.write_all(b"\n"))
             .map_err(|e| io_error(&part.temporary, e))?;
         Ok(payload.len() as u64 + 1)
+    }
+
+    fn write_dead_letter(&mut self, record: &Record<'_>, _reason: &str) -> Result<(), TaskError> {
+        Err(no_dead_letter_topic(record))
     }
 
     fn finish(self: Box<Self>) -> Result<(), TaskError> {

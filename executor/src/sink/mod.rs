@@ -1,11 +1,14 @@
-//! Sinks: where a task's output goes. A task opens a [`TaskOutput`], writes its records, and
-//! finishes it; only a successful `finish` makes the output durable, so the task is reported done
-//! only after it. The scope of one `TaskOutput` is one task, the unit a transactional sink will
-//! commit atomically.
+//! Sinks: where a task's output goes. A task opens a [`TaskOutput`], writes its records (and its
+//! dead letters), and finishes it; only a successful `finish` makes the output durable, so the
+//! task is reported done only after it. The scope of one `TaskOutput` is one task: the unit the
+//! transactional sink commits atomically, with the task's input offsets.
 
+pub mod dead_letters;
 pub mod file;
 pub mod kafka;
+pub mod progress;
 pub mod stdout;
+pub mod transactional;
 
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record};
@@ -13,17 +16,27 @@ use weir_common::{OffsetRange, Record};
 use crate::error::TaskError;
 
 pub trait Sink: Send + Sync {
-    fn begin(
-        &self,
-        task: TaskId,
-        ranges: &[OffsetRange],
-    ) -> Result<Box<dyn TaskOutput + '_>, TaskError>;
+    /// Opens the task's output; [`Begun::AlreadyCommitted`] when the sink knows the task's output
+    /// is already durable (an exactly-once replay), so the task must not run again.
+    fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError>;
+
+    /// The executor lost its driver session: whatever it held for its lanes may now belong to
+    /// another executor, so forget it (the transactional sink drops its lane producers).
+    fn forget_lanes(&self) {}
+}
+
+pub enum Begun<'a> {
+    Write(Box<dyn TaskOutput + 'a>),
+    AlreadyCommitted,
 }
 
 pub trait TaskOutput {
     /// Writes one record; returns the bytes it wrote (for metrics).
     fn write(&mut self, record: &Record<'_>) -> Result<u64, TaskError>;
-    /// Makes everything written durable.
+    /// Writes a rejected record, unchanged, with the reason, to the dead-letter topic.
+    fn write_dead_letter(&mut self, record: &Record<'_>, reason: &str) -> Result<(), TaskError>;
+    /// Makes everything written durable. An output dropped without `finish` leaves nothing that
+    /// readers of committed output can see, where the sink can promise that (transactions).
     fn finish(self: Box<Self>) -> Result<(), TaskError>;
 }
 

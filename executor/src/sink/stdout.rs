@@ -6,18 +6,15 @@ use std::io::Write;
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record};
 
-use super::{Sink, TaskOutput};
+use super::dead_letters::no_dead_letter_topic;
+use super::{Begun, Sink, TaskOutput};
 use crate::error::TaskError;
 
 pub struct StdoutSink;
 
 impl Sink for StdoutSink {
-    fn begin(
-        &self,
-        _task: TaskId,
-        _ranges: &[OffsetRange],
-    ) -> Result<Box<dyn TaskOutput + '_>, TaskError> {
-        Ok(Box::new(StdoutOutput { buffer: Vec::new() }))
+    fn begin(&self, _task: TaskId, _ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
+        Ok(Begun::Write(Box::new(StdoutOutput { buffer: Vec::new() })))
     }
 }
 
@@ -37,6 +34,10 @@ impl TaskOutput for StdoutOutput {
             self.flush()?;
         }
         Ok(payload.len() as u64 + 1)
+    }
+
+    fn write_dead_letter(&mut self, record: &Record<'_>, _reason: &str) -> Result<(), TaskError> {
+        Err(no_dead_letter_topic(record))
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), TaskError> {

@@ -1,0 +1,114 @@
+//! The Kafka side of the job's guarantee, as the driver sees it:
+//! - the group `weir.{job}` holds the job's committed progress, so ordinary Kafka tools
+//!   (`kafka-consumer-groups --describe`) show its lag. Under exactly-once the executors' task
+//!   transactions write it; otherwise the driver writes it after each etcd commit.
+//! - exactly-once needs the broker to allow the configured transaction timeout; checked at start.
+//!
+//! The group is never joined: its offsets are committed as a group without members, which Kafka
+//! accepts while the group is empty.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
+use rdkafka::client::DefaultClientContext;
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use tracing::warn;
+use weir_common::TopicPartition;
+use weir_common::config::JobConfig;
+
+use crate::error::DriverError;
+
+const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct JobGroup {
+    consumer: BaseConsumer,
+    name: String,
+}
+
+pub fn group_name(job: &str) -> String {
+    format!("weir.{job}")
+}
+
+fn client_config(config: &JobConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (k, v) in &config.source.kafka {
+        client.set(k, v);
+    }
+    client.set("bootstrap.servers", &config.source.brokers);
+    client
+}
+
+impl JobGroup {
+    pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
+        let name = group_name(&config.job.name);
+        let consumer = client_config(config)
+            .set("group.id", &name)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed")
+            .create()
+            .map_err(|e| DriverError::Kafka {
+                brokers: config.source.brokers.clone(),
+                message: format!("cannot create a client for group {name}: {e}"),
+            })?;
+        Ok(JobGroup { consumer, name })
+    }
+
+    /// Publishes the committed progress (at-least-once and at-most-once). Best effort and
+    /// asynchronous: etcd is the authority, the group only shows lag; a failure is logged.
+    pub fn publish(&self, next_offsets: &BTreeMap<TopicPartition, i64>) {
+        let mut list = TopicPartitionList::new();
+        for (tp, &offset) in next_offsets {
+            if list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset)).is_err() {
+                continue;
+            }
+        }
+        if let Err(e) = self.consumer.commit(&list, CommitMode::Async) {
+            warn!(group = %self.name, error = %e, "Could not publish the progress to the group");
+        }
+        // Serves the commit's callback queue, so the client does not accumulate events.
+        let _ = self.consumer.poll(Duration::ZERO);
+    }
+}
+
+/// Exactly-once: the broker aborts any transaction older than `transaction.max.timeout.ms`
+/// and refuses producers asking for more, so a `sink.transaction_timeout` above it could never
+/// work. Reads the broker's setting and names both values when it is too small.
+pub async fn check_transaction_timeout(config: &JobConfig) -> Result<(), DriverError> {
+    let brokers = &config.source.brokers;
+    let kafka = |message: String| DriverError::Kafka { brokers: brokers.clone(), message };
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(config).create().map_err(|e| kafka(format!("admin client: {e}")))?;
+    let metadata = admin
+        .inner()
+        .fetch_metadata(None, KAFKA_TIMEOUT)
+        .map_err(|e| kafka(format!("cluster metadata: {e}")))?;
+    let Some(broker) = metadata.brokers().first().map(|b| b.id()) else {
+        return Err(kafka("the cluster lists no broker".into()));
+    };
+    let options = AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT));
+    let results = admin
+        .describe_configs([&ResourceSpecifier::Broker(broker)], &options)
+        .await
+        .map_err(|e| kafka(format!("describing broker {broker}'s config: {e}")))?;
+    let resource = results
+        .into_iter()
+        .next()
+        .ok_or_else(|| kafka(format!("no config for broker {broker}")))?
+        .map_err(|e| kafka(format!("describing broker {broker}'s config: {e}")))?;
+    let max_ms = resource
+        .get("transaction.max.timeout.ms")
+        .and_then(|entry| entry.value.as_deref())
+        .and_then(|value| value.parse::<u64>().ok())
+        .ok_or_else(|| kafka(format!("broker {broker} reports no transaction.max.timeout.ms")))?;
+    let wanted = config.sink.transaction_timeout;
+    if wanted.as_millis() > u128::from(max_ms) {
+        return Err(DriverError::Unfit(format!(
+            "sink.transaction_timeout ({}) is above the broker's transaction.max.timeout.ms \
+             ({max_ms} ms on broker {broker}); lower it, or raise the broker's limit",
+            weir_common::config::duration::format(wanted)
+        )));
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! The group `weir.{job}` as exactly-once sees it: the committed progress of the job's input
+//! partitions, read back after `init_transactions`, and the group metadata that
+//! `send_offsets_to_transaction` commits under. The group is never joined (no member, no
+//! rebalance); its offsets are written only inside the lanes' transactions.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_common::{OffsetRange, TopicPartition};
+
+use crate::error::TaskError;
+
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub struct GroupProgress {
+    consumer: BaseConsumer,
+    metadata: ConsumerGroupMetadata,
+    group: String,
+}
+
+impl GroupProgress {
+    pub fn new(mut config: ClientConfig, group: &str) -> Result<Self, TaskError> {
+        // `read_committed` makes the offset fetch wait for pending transactional offsets
+        // (require_stable), so a progress read never misses a commit still being completed.
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false")
+            .set("isolation.level", "read_committed");
+        let consumer: BaseConsumer = config.create().map_err(|e| {
+            TaskError::fatal(format!("cannot create a client for group {group}: {e}"))
+        })?;
+        let metadata = consumer
+            .group_metadata()
+            .ok_or_else(|| TaskError::fatal(format!("no group metadata for {group}")))?;
+        Ok(GroupProgress { consumer, metadata, group: group.to_owned() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.group
+    }
+
+    pub fn metadata(&self) -> &ConsumerGroupMetadata {
+        &self.metadata
+    }
+
+    /// The group's committed offsets for the ranges' partitions; partitions without one are
+    /// left out.
+    pub fn committed(
+        &self,
+        ranges: &[OffsetRange],
+    ) -> Result<BTreeMap<TopicPartition, i64>, TaskError> {
+        let mut list = TopicPartitionList::new();
+        for range in ranges {
+            list.add_partition(range.topic(), range.partition());
+        }
+        let committed = self.consumer.committed_offsets(list, FETCH_TIMEOUT).map_err(|e| {
+            TaskError::retryable(format!("reading the progress of group {}: {e}", self.group))
+        })?;
+        let mut progress = BTreeMap::new();
+        for element in committed.elements() {
+            if let Some(error) = element.error().err() {
+                return Err(TaskError::retryable(format!(
+                    "reading the progress of group {} for {}-{}: {error}",
+                    self.group,
+                    element.topic(),
+                    element.partition()
+                )));
+            }
+            if let Offset::Offset(at) = element.offset() {
+                progress.insert(TopicPartition::new(element.topic(), element.partition()), at);
+            }
+        }
+        Ok(progress)
+    }
+
+    /// `until` of every range: the offsets a task's transaction commits.
+    pub fn offsets_after(ranges: &[OffsetRange]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for range in ranges {
+            list.add_partition_offset(
+                range.topic(),
+                range.partition(),
+                Offset::Offset(range.until()),
+            )
+            .expect("a range's end is a valid offset");
+        }
+        list
+    }
+}

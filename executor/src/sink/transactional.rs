@@ -1,0 +1,292 @@
+//! The Kafka sink under exactly-once: one transactional producer per lane, and one Kafka
+//! transaction per task holding the task's output records, its dead letters and its input offsets
+//! `until` for the group `weir.{job}`. etcd holds the plan; Kafka holds the outcome.
+//!
+//! The order of a task, and why:
+//! 1. The lane's producer (`transactional.id = weir.{job}.lane.{n}`), created and
+//!    `init_transactions`-ed on first use. Init fences every older producer of the lane (a paused
+//!    executor that lost the lane) and completes or aborts its open transaction.
+//! 2. *Then* the lane's progress is read from the group: after init nothing of an older owner is
+//!    still pending, so the progress is final. Progress at `until` means a replay: report done,
+//!    write nothing. Progress strictly inside the range stops the job (see `progress.rs`).
+//! 3. Begin, write, `send_offsets_to_transaction`, commit.
+//!
+//! Errors: an abortable one aborts the transaction and fails the task (retryable). A fatal one
+//! (fenced) or an ambiguous one drops the lane's producer, so the next task initialises a new
+//! one, and never aborts (an abort after a commit that may have happened could not be trusted).
+//! A commit that timed out is retried, never aborted.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rdkafka::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::Producer;
+use tracing::{debug, info, warn};
+use weir_common::batch::LaneId;
+use weir_common::config::Partitioning;
+use weir_common::protocol::TaskId;
+use weir_common::{OffsetRange, Record};
+
+use super::dead_letters::ERROR_HEADER;
+use super::progress::{TaskProgress, task_progress};
+use super::{Begun, Sink, TaskOutput, record_bytes};
+use crate::error::TaskError;
+use crate::kafka::group::GroupProgress;
+use crate::kafka::producer::{Deliveries, SharedProducer};
+
+/// `init_transactions` waits while an older owner's transaction is completed or aborted.
+const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Each transaction call (offsets, commit, abort) gets this long before it is retried or given up.
+const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// Commit attempts after a retriable failure (a timeout) before the producer is dropped instead.
+const COMMIT_ATTEMPTS: u32 = 3;
+
+pub struct TransactionalSink {
+    job: String,
+    producer_config: ClientConfig,
+    brokers: String,
+    topic: String,
+    partitioning: Partitioning,
+    dead_letter_topic: Option<String>,
+    transaction_timeout: Duration,
+    group: GroupProgress,
+    lanes: Mutex<HashMap<LaneId, SharedProducer>>,
+}
+
+pub struct TransactionalSettings {
+    pub job: String,
+    pub producer_config: ClientConfig,
+    pub brokers: String,
+    pub topic: String,
+    pub partitioning: Partitioning,
+    pub dead_letter_topic: Option<String>,
+    pub transaction_timeout: Duration,
+    pub group: GroupProgress,
+}
+
+impl TransactionalSink {
+    pub fn new(settings: TransactionalSettings) -> Self {
+        TransactionalSink {
+            job: settings.job,
+            producer_config: settings.producer_config,
+            brokers: settings.brokers,
+            topic: settings.topic,
+            partitioning: settings.partitioning,
+            dead_letter_topic: settings.dead_letter_topic,
+            transaction_timeout: settings.transaction_timeout,
+            group: settings.group,
+            lanes: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn transactional_id(job: &str, lane: LaneId) -> String {
+        format!("weir.{job}.lane.{lane}")
+    }
+
+    /// The lane's producer, initialised (fencing older owners) when this executor has none.
+    fn lane_producer(&self, lane: LaneId) -> Result<SharedProducer, TaskError> {
+        if let Some(producer) = self.lanes.lock().expect("lanes").get(&lane) {
+            return Ok(producer.clone());
+        }
+        let id = Self::transactional_id(&self.job, lane);
+        let producer = SharedProducer::transactional(
+            self.producer_config.clone(),
+            &self.brokers,
+            &id,
+            self.transaction_timeout,
+        )?;
+        producer.client().init_transactions(INIT_TIMEOUT).map_err(|e| {
+            TaskError::retryable(format!("init_transactions for {id} on {}: {e}", self.brokers))
+        })?;
+        info!(lane, transactional_id = %id, "Lane producer initialised; older owners are fenced");
+        self.lanes.lock().expect("lanes").insert(lane, producer.clone());
+        Ok(producer)
+    }
+
+    /// Forgets the lane's producer if it is still `producer`: the next task starts a new one.
+    fn drop_lane(&self, lane: LaneId, producer: &SharedProducer) {
+        let mut lanes = self.lanes.lock().expect("lanes");
+        if lanes.get(&lane).is_some_and(|p| p.same_as(producer)) {
+            lanes.remove(&lane);
+        }
+    }
+
+    /// A failed transaction call, turned into the task's error after doing what it needs: abort,
+    /// or drop the producer.
+    fn failed(&self, output: &mut TransactionOutput<'_>, what: &str, e: KafkaError) -> TaskError {
+        let message = format!(
+            "{what} for {} (lane {}): {e}",
+            Self::transactional_id(&self.job, output.lane),
+            output.lane
+        );
+        match Failure::of(&e) {
+            Failure::Abortable => {
+                // Dropping the output aborts the transaction.
+                TaskError::retryable(message)
+            }
+            Failure::Fenced => {
+                output.state = State::Dropped;
+                self.drop_lane(output.lane, &output.producer);
+                warn!(lane = output.lane, error = %e, "Fenced: another executor owns this lane now");
+                TaskError::fenced(format!("{message}; another executor took the lane over"))
+            }
+            Failure::Retriable | Failure::Ambiguous => {
+                output.state = State::Dropped;
+                self.drop_lane(output.lane, &output.producer);
+                TaskError::retryable(format!("{message}; the lane's producer is started again"))
+            }
+        }
+    }
+}
+
+impl Sink for TransactionalSink {
+    fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
+        let producer = self.lane_producer(task.lane)?;
+        let committed = self.group.committed(ranges)?;
+        match task_progress(ranges, &committed, self.group.name()).map_err(TaskError::fatal)? {
+            TaskProgress::AlreadyCommitted => {
+                info!(lane = task.lane, "Task already committed in Kafka; not written again");
+                return Ok(Begun::AlreadyCommitted);
+            }
+            TaskProgress::NotCommitted => {}
+        }
+        let mut output = TransactionOutput {
+            sink: self,
+            lane: task.lane,
+            producer: producer.clone(),
+            deliveries: Arc::new(Deliveries::default()),
+            ranges: ranges.to_vec(),
+            state: State::NotBegun,
+        };
+        if let Err(e) = producer.client().begin_transaction() {
+            return Err(self.failed(&mut output, "begin_transaction", e));
+        }
+        output.state = State::Open;
+        Ok(Begun::Write(Box::new(output)))
+    }
+
+    fn forget_lanes(&self) {
+        let dropped = std::mem::take(&mut *self.lanes.lock().expect("lanes"));
+        if !dropped.is_empty() {
+            debug!(lanes = dropped.len(), "Dropped the lane producers; the lanes may move");
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    NotBegun,
+    /// A transaction is open: dropping the output aborts it.
+    Open,
+    Committed,
+    /// The producer was given up: nothing more is called on it.
+    Dropped,
+}
+
+struct TransactionOutput<'a> {
+    sink: &'a TransactionalSink,
+    lane: LaneId,
+    producer: SharedProducer,
+    deliveries: Arc<Deliveries>,
+    ranges: Vec<OffsetRange>,
+    state: State,
+}
+
+impl TaskOutput for TransactionOutput<'_> {
+    fn write(&mut self, record: &Record<'_>) -> Result<u64, TaskError> {
+        let partition = match self.sink.partitioning {
+            Partitioning::Key => None,
+            Partitioning::SameAsInput => Some(record.partition),
+        };
+        self.producer.send(&self.deliveries, &self.sink.topic, partition, record, None)?;
+        Ok(record_bytes(record))
+    }
+
+    fn write_dead_letter(&mut self, record: &Record<'_>, reason: &str) -> Result<(), TaskError> {
+        let Some(topic) = &self.sink.dead_letter_topic else {
+            return Err(super::dead_letters::no_dead_letter_topic(record));
+        };
+        let header = (ERROR_HEADER, reason.as_bytes());
+        self.producer.send(&self.deliveries, topic, None, record, Some(header))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), TaskError> {
+        let sink = self.sink;
+        // Every record acknowledged first: then the commit's own flush has nothing to wait for
+        // (it polls in 100 ms steps), and a failed record fails the task with its reason.
+        self.producer.flush(&self.deliveries)?;
+        let offsets = GroupProgress::offsets_after(&self.ranges);
+        let client = self.producer.client();
+        let sent =
+            client.send_offsets_to_transaction(&offsets, sink.group.metadata(), CALL_TIMEOUT);
+        if let Err(e) = sent {
+            return Err(sink.failed(&mut self, "send_offsets_to_transaction", e));
+        }
+        let mut attempt = 1;
+        loop {
+            let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
+                self.state = State::Committed;
+                return Ok(());
+            };
+            // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
+            if Failure::of(&e) != Failure::Retriable || attempt >= COMMIT_ATTEMPTS {
+                return Err(sink.failed(&mut self, "commit_transaction", e));
+            }
+            warn!(lane = self.lane, attempt, error = %e, "Commit not confirmed; committing again");
+            attempt += 1;
+        }
+    }
+}
+
+impl Drop for TransactionOutput<'_> {
+    fn drop(&mut self) {
+        if self.state != State::Open {
+            return;
+        }
+        // The task failed or was cancelled: abort, so read_committed readers never see its
+        // records. If even the abort fails, the producer is dropped; the next owner's init aborts
+        // the transaction.
+        if let Err(e) = self.producer.client().abort_transaction(CALL_TIMEOUT) {
+            warn!(lane = self.lane, error = %e, "Abort failed; dropping the lane's producer");
+            self.sink.drop_lane(self.lane, &self.producer);
+        }
+    }
+}
+
+/// What a failed transaction call means for the producer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// The transaction must be aborted; the producer is fine.
+    Abortable,
+    /// Another producer with the lane's id was initialised: this one can do nothing more.
+    Fenced,
+    /// Worth calling again (a timeout): the outcome is not known yet.
+    Retriable,
+    /// Anything else: the producer's state is not known, so it is not used again.
+    Ambiguous,
+}
+
+impl Failure {
+    fn of(e: &KafkaError) -> Failure {
+        let KafkaError::Transaction(error) = e else { return Failure::Ambiguous };
+        let fenced = matches!(
+            error.code(),
+            RDKafkaErrorCode::Fenced
+                | RDKafkaErrorCode::ProducerFenced
+                | RDKafkaErrorCode::InvalidProducerEpoch
+        );
+        if fenced {
+            Failure::Fenced
+        } else if error.is_fatal() {
+            Failure::Ambiguous
+        } else if error.txn_requires_abort() {
+            Failure::Abortable
+        } else if error.is_retriable() {
+            Failure::Retriable
+        } else {
+            Failure::Ambiguous
+        }
+    }
+}
