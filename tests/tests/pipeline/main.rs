@@ -4,5 +4,6 @@
 
 mod bad_input;
 mod delivery;
+mod guarantees;
 mod restarts;
 mod user_transform;
