@@ -55,6 +55,33 @@ impl JobGroup {
         Ok(JobGroup { consumer, name })
     }
 
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The group's committed offsets for `partitions` (those without one left out). Blocking.
+    pub fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<BTreeMap<TopicPartition, i64>, String> {
+        let mut list = TopicPartitionList::new();
+        for tp in partitions {
+            list.add_partition(&tp.topic, tp.partition);
+        }
+        let committed = self
+            .consumer
+            .committed_offsets(list, KAFKA_TIMEOUT)
+            .map_err(|e| format!("reading the offsets of group {}: {e}", self.name))?;
+        Ok(committed
+            .elements()
+            .iter()
+            .filter_map(|e| match e.offset() {
+                Offset::Offset(at) => Some((TopicPartition::new(e.topic(), e.partition()), at)),
+                _ => None,
+            })
+            .collect())
+    }
+
     /// Publishes the committed progress (at-least-once and at-most-once). Best effort and
     /// asynchronous: etcd is the authority, the group only shows lag; a failure is logged.
     pub fn publish(&self, next_offsets: &BTreeMap<TopicPartition, i64>) {

@@ -61,9 +61,9 @@ pub struct JobLoop {
     /// Batches recorded by an earlier driver and not committed: run first, exactly as recorded.
     replay: Vec<BatchPlan>,
     guarantee: Guarantee,
-    /// The group `weir.{job}`, where the driver publishes progress unless the executors' Kafka
-    /// transactions do (exactly-once).
-    group: Option<JobGroup>,
+    /// The group `weir.{job}`: under exactly-once the executors' Kafka transactions write the
+    /// progress there; otherwise the driver publishes it after each etcd commit.
+    group: Arc<JobGroup>,
     status: Arc<Mutex<Status>>,
 }
 
@@ -72,7 +72,7 @@ impl JobLoop {
         config: Arc<JobConfig>,
         store: Store,
         source: Arc<Source>,
-        group: Option<JobGroup>,
+        group: Arc<JobGroup>,
         generation: u64,
         stored: Stored,
         status: Arc<Mutex<Status>>,
@@ -181,7 +181,12 @@ impl JobLoop {
             Ok((source.starting_offsets(&new_topics, &starting)?, source.earliest(&new_of_known)?))
         })
         .await?;
-        for (tp, offset) in from_start.into_iter().chain(from_earliest) {
+        let starts: BTreeMap<TopicPartition, i64> =
+            from_start.into_iter().chain(from_earliest).collect();
+        if self.guarantee == Guarantee::ExactlyOnce {
+            self.check_group_is_behind(&starts).await?;
+        }
+        for (tp, offset) in starts {
             info!(partition = %tp, offset, "New partition; reading from here");
             self.committed.next_offsets.insert(tp.clone(), offset);
             self.planned.insert(tp, offset);
@@ -193,6 +198,35 @@ impl JobLoop {
         })
         .await?;
         Ok(partitions)
+    }
+
+    /// Exactly-once trusts the group's progress: a task whose range ends at or below it is
+    /// reported done without writing. Progress already past where a new partition starts would
+    /// silently skip records (the job name was used before, and etcd's state is gone), so the job
+    /// refuses to start and says how to clear it.
+    async fn check_group_is_behind(
+        &self,
+        starts: &BTreeMap<TopicPartition, i64>,
+    ) -> Result<(), DriverError> {
+        let group = self.group.clone();
+        let partitions: Vec<TopicPartition> = starts.keys().cloned().collect();
+        let brokers = self.config.source.brokers.clone();
+        let committed = blocking(move || {
+            group.committed(&partitions).map_err(|message| DriverError::Kafka { brokers, message })
+        })
+        .await?;
+        for (tp, &start) in starts {
+            if let Some(&at) = committed.get(tp).filter(|&&at| at > start) {
+                let group = self.group.name();
+                return Err(DriverError::Unfit(format!(
+                    "the group {group} already holds offset {at} for {tp}, past where this job \
+                     starts it ({start}): an earlier job of this name committed there, and \
+                     exactly-once would skip those records as done. Delete the group \
+                     (kafka-consumer-groups --delete --group {group}) or give the job another name"
+                )));
+            }
+        }
+        Ok(())
     }
 
     /// Plans, records and queues the next batch, if there is room and there are new records.
@@ -264,8 +298,8 @@ impl JobLoop {
         retry("committing a batch in etcd", ETCD_RETRY, || store.commit_batch(&next))
             .instrument(span)
             .await?;
-        if let Some(group) = &self.group {
-            group.publish(&next.next_offsets);
+        if self.guarantee != Guarantee::ExactlyOnce {
+            self.group.publish(&next.next_offsets);
         }
         self.committed = next;
         Ok(())

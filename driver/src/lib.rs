@@ -109,12 +109,7 @@ async fn lead(
         partitions = stored.offsets.as_ref().map_or(0, |o| o.next_offsets.len()),
         replaying = stored.pending.len(), "Checkpoint loaded");
     let source = Arc::new(Source::new(&config.source)?);
-    // Progress shows in the group `weir.{job}`: the executors' transactions write it under
-    // exactly-once, the driver otherwise.
-    let group = match config.sink.guarantee {
-        Guarantee::ExactlyOnce => None,
-        _ => Some(JobGroup::new(&config)?),
-    };
+    let group = Arc::new(JobGroup::new(&config)?);
     let status = Arc::new(Mutex::new(Status {
         job: config.job.name.clone(),
         driver_id: driver_id.clone(),

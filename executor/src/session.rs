@@ -213,7 +213,6 @@ impl Attacher {
                 }
                 Some((id, result)) = done_rx.recv() => {
                     running.remove(&id);
-                    let fenced = matches!(&result, Err(e) if e.fenced);
                     let kind = match result {
                         Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
                             task: Some(id.into()),
@@ -227,11 +226,6 @@ impl Attacher {
                     };
                     if outbox.send(message(kind)).await.is_err() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
-                    }
-                    if fenced {
-                        // The driver gave this executor's lane to another one: its picture of
-                        // what it owns is stale. Start over with a fresh attach.
-                        break SessionEnd::Lost(format!("task {id} was fenced by a newer owner of its lane"));
                     }
                 }
                 _ = beat.tick() => {

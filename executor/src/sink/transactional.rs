@@ -129,8 +129,10 @@ impl TransactionalSink {
             Failure::Fenced => {
                 output.state = State::Dropped;
                 self.drop_lane(output.lane, &output.producer);
-                warn!(lane = output.lane, error = %e, "Fenced: another executor owns this lane now");
-                TaskError::fenced(format!("{message}; another executor took the lane over"))
+                // A zombie (paused past the timeout) finds its session closed by the driver and
+                // re-attaches; an executor the lane comes back to starts a new producer.
+                warn!(lane = output.lane, error = %e, "Fenced: another executor took this lane over; dropped its producer");
+                TaskError::retryable(format!("{message}; another executor took the lane over"))
             }
             Failure::Retriable | Failure::Ambiguous => {
                 output.state = State::Dropped;

@@ -7,7 +7,8 @@
 //!
 //! - `identity`: RECORDS demo events (`weir-kafka produce --events`) over 8 partitions, then one
 //!   driver and two executors (the release binaries next to this one) copy them to an output
-//!   topic; timed from starting the processes until etcd holds every offset as committed.
+//!   topic; timed from starting the processes until etcd holds every offset as committed. Run
+//!   twice: at-least-once (idempotent producer), then exactly-once (a transaction per task).
 //! - `plain librdkafka`: the same records copied by one consumer and one idempotent producer, the
 //!   floor Weir's overhead is measured against.
 //! - `empty batches`: the idle job with `batch_interval = "100ms"`: what a planning round that
@@ -40,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         Some(n) => n.parse().context("RECORDS must be a number")?,
         None => 1_000_000,
     };
-    let services = services::ensure();
+    services::ensure();
     let exe = std::env::current_exe().context("weir-bench's path")?;
     let bin_dir = exe.parent().context("weir-bench's directory")?.to_owned();
     let names = TestNames::new("bench");
@@ -59,50 +60,14 @@ async fn main() -> anyhow::Result<()> {
     let produced = run_tool(&bin_dir, &["produce", &input, &records.to_string(), "--events"])?;
     println!("{}", produced.trim());
 
-    // a. identity through Weir.
-    let http_port = free_port();
-    let config = logs.join("job.toml");
-    std::fs::write(&config, job_config(&names.job, services, &input, &weir_out, http_port))?;
-    let prefix = format!("/weir-bench/{}", names.job);
-    let mut children = Children::new(&logs);
-    let started = Instant::now();
-    let driver = children.spawn("driver", driver_command(&bin_dir, &config, "1s"))?;
-    for id in ["ex-1", "ex-2"] {
-        children.spawn(id, executor_command(&bin_dir, &names.job, &prefix, services, id))?;
+    // a. identity through Weir, at-least-once then exactly-once, each into its own topic.
+    let mut runs = Vec::new();
+    for guarantee in ["at-least-once", "exactly-once"] {
+        let run = identity(&bin_dir, &logs, &names.job, &input, records, guarantee).await?;
+        runs.push(run);
     }
-    let keys = JobKeys::new(&prefix, &names.job);
-    let mut etcd = etcd::client().await;
-    let mut first_batch: Option<Duration> = None;
-    let mut last_status = serde_json::Value::Null;
-    loop {
-        ensure!(started.elapsed() < Duration::from_secs(600), "not committed after 10 minutes");
-        children.check_running()?;
-        if let Ok(status) = http_status(http_port) {
-            let busy = status["batches_in_flight"].as_u64().unwrap_or(0) > 0
-                || status["batches_committed"].as_u64().unwrap_or(0) > 0;
-            if busy && first_batch.is_none() {
-                first_batch = Some(started.elapsed());
-            }
-            last_status = status;
-        }
-        if committed_records(&mut etcd, &keys, &input).await? == records as i64 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let weir_wall = started.elapsed();
-    if let Ok(status) = http_status(http_port) {
-        last_status = status;
-    }
-    let output = kafka::read_committed(&weir_out).await;
-    let out_count: usize = output.values().map(Vec::len).sum();
-    let bytes: usize = output
-        .values()
-        .flatten()
-        .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.payload.as_ref().map_or(0, Vec::len))
-        .sum();
-    drop(output);
-
+    let (config, http_port) = (runs[0].config.clone(), runs[0].http_port);
+    let bytes = runs[0].bytes;
     // b. plain librdkafka copy of the same records.
     let plain = tokio::task::spawn_blocking({
         let (input, plain_out) = (input.clone(), plain_out.clone());
@@ -113,7 +78,6 @@ async fn main() -> anyhow::Result<()> {
         (0..PARTITIONS).map(|p| kafka::watermarks(&plain_out, p)).map(|(lo, hi)| hi - lo).sum();
 
     let mb = bytes as f64 / 1e6;
-    let from_first = first_batch.map(|f| weir_wall.saturating_sub(f));
     println!();
     println!("## identity: {records} records, {mb:.1} MB (key + payload), {PARTITIONS} partitions");
     println!();
@@ -123,26 +87,43 @@ async fn main() -> anyhow::Result<()> {
         let s = t.as_secs_f64();
         println!("| {name} | {s:.2} s | {:.0} | {:.1} | {out} |", records as f64 / s, mb / s);
     };
-    row("weir: start of processes → all offsets committed", weir_wall, out_count.to_string());
-    if let Some(t) = from_first {
-        row("weir: first batch seen in /api/status → all committed", t, "same".into());
+    for run in &runs {
+        let g = run.guarantee;
+        row(
+            &format!("weir {g}: start of processes → all offsets committed"),
+            run.wall,
+            run.output.to_string(),
+        );
+        if let Some(first) = run.first_batch {
+            row(
+                &format!("weir {g}: first batch seen in /api/status → all committed"),
+                run.wall.saturating_sub(first),
+                "same".into(),
+            );
+        }
     }
     row("plain librdkafka consume → produce", plain, format!("{plain_count} (watermarks)"));
     println!();
-    println!(
-        "driver status at the end: batches_committed={} records_in={} last_processing_ms={} \
-         first batch seen at {:.2} s",
-        last_status["batches_committed"],
-        last_status["records_in"],
-        last_status["last_processing_ms"],
-        first_batch.map_or(f64::NAN, |f| f.as_secs_f64())
-    );
-    if out_count as u64 != records {
-        println!("WARNING: Weir's output holds {out_count} records, expected {records}");
+    for run in &runs {
+        println!(
+            "driver status at the end ({}): batches_committed={} records_in={} last_processing_ms={} \
+             first batch seen at {:.2} s",
+            run.guarantee,
+            run.status["batches_committed"],
+            run.status["records_in"],
+            run.status["last_processing_ms"],
+            run.first_batch.map_or(f64::NAN, |f| f.as_secs_f64())
+        );
+        if run.output as u64 != records {
+            println!(
+                "WARNING: {} output holds {} records, expected {records}",
+                run.guarantee, run.output
+            );
+        }
     }
 
     // c. empty batches: restart the driver at 100 ms; the job is idle.
-    children.terminate("driver", driver, Duration::from_secs(30))?;
+    let mut children = Children::new(&logs);
     let driver = children.spawn("driver-idle", driver_command(&bin_dir, &config, "100ms"))?;
     let warmup = Instant::now();
     loop {
@@ -200,6 +181,94 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+struct IdentityRun {
+    guarantee: &'static str,
+    config: PathBuf,
+    http_port: u16,
+    wall: Duration,
+    first_batch: Option<Duration>,
+    output: usize,
+    bytes: usize,
+    status: serde_json::Value,
+}
+
+/// Copies `input` to a new topic through one driver and two executors under `guarantee`; timed
+/// from starting the processes until etcd holds every offset as committed. The driver and
+/// executors are stopped (SIGTERM) before it returns.
+async fn identity(
+    bin_dir: &Path,
+    logs: &Path,
+    base_job: &str,
+    input: &str,
+    records: u64,
+    guarantee: &'static str,
+) -> anyhow::Result<IdentityRun> {
+    let services = services::ensure();
+    let job = format!("{base_job}-{guarantee}");
+    let output = format!("{input}-{guarantee}-out");
+    kafka::create_topic(&output, PARTITIONS).await;
+    let http_port = free_port();
+    let config = logs.join(format!("{guarantee}.toml"));
+    let text = job_config(&job, services, input, &output, http_port, guarantee);
+    std::fs::write(&config, text)?;
+    let prefix = format!("/weir-bench/{job}");
+    let mut children = Children::new(&logs.join(guarantee));
+    let started = Instant::now();
+    let driver = children.spawn("driver", driver_command(bin_dir, &config, "1s"))?;
+    let mut executors = Vec::new();
+    for id in ["ex-1", "ex-2"] {
+        executors.push((
+            id,
+            children.spawn(id, executor_command(bin_dir, &job, &prefix, services, id))?,
+        ));
+    }
+    let keys = JobKeys::new(&prefix, &job);
+    let mut etcd = etcd::client().await;
+    let mut first_batch: Option<Duration> = None;
+    let mut status = serde_json::Value::Null;
+    loop {
+        ensure!(started.elapsed() < Duration::from_secs(600), "not committed after 10 minutes");
+        children.check_running()?;
+        if let Ok(now) = http_status(http_port) {
+            let busy = now["batches_in_flight"].as_u64().unwrap_or(0) > 0
+                || now["batches_committed"].as_u64().unwrap_or(0) > 0;
+            if busy && first_batch.is_none() {
+                first_batch = Some(started.elapsed());
+            }
+            status = now;
+        }
+        if committed_records(&mut etcd, &keys, input).await? == records as i64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let wall = started.elapsed();
+    if let Ok(now) = http_status(http_port) {
+        status = now;
+    }
+    children.terminate("driver", driver, Duration::from_secs(30))?;
+    for (id, pid) in executors {
+        children.terminate(id, pid, Duration::from_secs(30))?;
+    }
+    let read = kafka::read_committed(&output).await;
+    let output_count: usize = read.values().map(Vec::len).sum();
+    let bytes: usize = read
+        .values()
+        .flatten()
+        .map(|r| r.key.as_ref().map_or(0, Vec::len) + r.payload.as_ref().map_or(0, Vec::len))
+        .sum();
+    Ok(IdentityRun {
+        guarantee,
+        config,
+        http_port,
+        wall,
+        first_batch,
+        output: output_count,
+        bytes,
+        status,
+    })
+}
+
 /// The job config: JobFixture's shape, with the status page on and 1 s batches.
 fn job_config(
     job: &str,
@@ -207,6 +276,7 @@ fn job_config(
     input: &str,
     output: &str,
     http_port: u16,
+    guarantee: &str,
 ) -> String {
     let etcd: Vec<String> = s.etcd_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
     format!(
@@ -221,6 +291,7 @@ topics = ["{input}"]
 [sink]
 type = "kafka"
 topic = "{output}"
+guarantee = "{guarantee}"
 
 [checkpoint]
 etcd = [{etcd}]

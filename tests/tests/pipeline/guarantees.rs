@@ -120,8 +120,10 @@ async fn progress_strictly_inside_a_range_stops_the_job() {
     let mut job = JobFixture::new("eo-tampered", 1, "").await;
     job.write_config_with_sink(&topics(&job), &sink(&job, "exactly-once"), "");
     kafka::produce_ids(&job.input, 1, 200).await;
-    group::commit(&format!("weir.{}", job.names.job), &job.input, &BTreeMap::from([(0, 50)]));
     job.start_driver();
+    job.supervisor.wait_for_log("driver", "Batch recorded", Duration::from_secs(30)).await;
+    // Tampered with after the batch [0, 200) was planned.
+    group::commit(&format!("weir.{}", job.names.job), &job.input, &BTreeMap::from([(0, 50)]));
     job.start_executor("ex-1");
     let status = job.supervisor.wait_exit("driver", Duration::from_secs(60)).await;
     let log = job.supervisor.log("driver");
@@ -167,4 +169,23 @@ async fn a_transaction_timeout_above_the_brokers_limit_is_refused_at_start() {
         log.contains("sink.transaction_timeout (20m) is above the broker's transaction.max.timeout.ms (900000 ms"),
         "{log}"
     );
+}
+
+/// A first start whose group already holds progress (an earlier job of the same name, its etcd
+/// state gone) would skip records as "already committed": the driver refuses to start and says
+/// how to clear the group.
+#[tokio::test]
+async fn exactly_once_refuses_a_group_left_by_an_earlier_job_of_the_same_name() {
+    let mut job = JobFixture::new("eo-stale-group", 1, "").await;
+    job.write_config_with_sink(&topics(&job), &sink(&job, "exactly-once"), "");
+    kafka::produce_ids(&job.input, 1, 200).await;
+    let group = format!("weir.{}", job.names.job);
+    group::commit(&group, &job.input, &BTreeMap::from([(0, 150)]));
+    job.start_driver();
+    let status = job.supervisor.wait_exit("driver", Duration::from_secs(60)).await;
+    let log = job.supervisor.log("driver");
+    assert!(status.is_some_and(|s| !s.success()), "{log}");
+    let expected = format!("the group {group} already holds offset 150 for {}-0", job.input);
+    assert!(log.contains(&expected) && log.contains("--delete --group"), "{log}");
+    assert!(job.committed().await.is_none_or(|c| c.last_committed_batch.is_none()));
 }
