@@ -370,6 +370,9 @@ impl JobLoop {
         let requeued = self.scheduler.remove_executor(&connection.executor, Instant::now());
         if requeued.is_empty() {
             info!(executor = %connection.executor, reason, "Executor detached");
+        } else if self.guarantee == Guarantee::AtMostOnce {
+            warn!(executor = %connection.executor, reason, tasks = requeued.len(),
+                "Executor lost; at-most-once abandons its tasks, their records are lost");
         } else {
             warn!(executor = %connection.executor, reason, tasks = requeued.len(),
                 "Executor lost; its tasks run again elsewhere");
