@@ -212,7 +212,9 @@ async fn identity(
     let text = job_config(&job, services, input, &output, http_port, guarantee);
     std::fs::write(&config, text)?;
     let prefix = format!("/weir-bench/{job}");
-    let mut children = Children::new(&logs.join(guarantee));
+    let run_logs = logs.join(guarantee);
+    std::fs::create_dir_all(&run_logs)?;
+    let mut children = Children::new(&run_logs);
     let started = Instant::now();
     let driver = children.spawn("driver", driver_command(bin_dir, &config, "1s"))?;
     let mut executors = Vec::new();
