@@ -128,13 +128,27 @@ pub async fn produce_range(
     partitions: i32,
     ids: std::ops::Range<u64>,
 ) -> Vec<Produced> {
-    let count = ids.end - ids.start;
-    let producer: FutureProducer = client_config()
+    produce_with(&test_producer(), topic, partitions, ids).await
+}
+
+/// An idempotent producer for test input, to reuse across many [`produce_with`] calls.
+pub fn test_producer() -> FutureProducer {
+    client_config()
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
-        .expect("producer for the test broker");
-    let mut deliveries = Vec::with_capacity(count as usize);
+        .expect("producer for the test broker")
+}
+
+/// [`produce_range`] through `producer`: record `id` (key `id-{id}`, payload `{"id":id}`) to
+/// partition `id % partitions`. Waits for every delivery; panics on any failure.
+pub async fn produce_with(
+    producer: &FutureProducer,
+    topic: &str,
+    partitions: i32,
+    ids: std::ops::Range<u64>,
+) -> Vec<Produced> {
+    let mut deliveries = Vec::with_capacity((ids.end - ids.start) as usize);
     for id in ids {
         let partition = (id % partitions as u64) as i32;
         let key = record_key(id);

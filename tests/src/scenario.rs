@@ -30,8 +30,6 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::{FutureProducer, FutureRecord};
 use weir_common::OffsetsCheckpoint;
 use weir_common::protocol::JobKeys;
 
@@ -776,8 +774,8 @@ impl Scenario {
 /// per record) so the last one starts just before `produce_over` has passed. Returns where each
 /// record landed and when the last delivery was confirmed.
 ///
-/// One idempotent producer for the whole run: a producer per slice (`produce_range`) costs its
-/// start and teardown every slice, and fell behind the schedule on a busy two-core machine.
+/// One idempotent producer for the whole run (`kafka::produce_with`): a producer per slice costs
+/// its start and teardown every slice, and fell behind the schedule on a busy two-core machine.
 async fn produce_paced(
     topic: String,
     partitions: i32,
@@ -785,11 +783,7 @@ async fn produce_paced(
     produce_over: Duration,
 ) -> (Vec<Produced>, Duration) {
     let started = tokio::time::Instant::now();
-    let producer: FutureProducer = kafka::client_config()
-        .set("enable.idempotence", "true")
-        .set("linger.ms", "5")
-        .create()
-        .expect("producer for the test broker");
+    let producer = kafka::test_producer();
     let slices =
         ((produce_over.as_millis() / SLICE_EVERY.as_millis()) as u64).clamp(1, records.max(1));
     let mut produced = Vec::with_capacity(records as usize);
@@ -797,35 +791,7 @@ async fn produce_paced(
         let from = records * i / slices;
         let until = records * (i + 1) / slices;
         tokio::time::sleep_until(started + produce_over.mul_f64(i as f64 / slices as f64)).await;
-        let mut deliveries = Vec::with_capacity((until - from) as usize);
-        for id in from..until {
-            let partition = (id % partitions as u64) as i32;
-            let key = kafka::record_key(id);
-            let payload = kafka::record_payload(id);
-            let mut record =
-                FutureRecord::to(&topic).key(&key).payload(&payload).partition(partition);
-            let delivery = loop {
-                match producer.send_result(record) {
-                    Ok(delivery) => break delivery,
-                    Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), back)) => {
-                        record = back;
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                    }
-                    Err((e, _)) => panic!("producing record {id} to {topic} failed: {e}"),
-                }
-            };
-            deliveries.push((id, delivery));
-        }
-        for (id, delivery) in deliveries {
-            match delivery.await.expect("the producer was not dropped") {
-                Ok(delivered) => produced.push(Produced {
-                    id,
-                    partition: delivered.partition,
-                    offset: delivered.offset,
-                }),
-                Err((e, _)) => panic!("record {id} to {topic} was not delivered: {e}"),
-            }
-        }
+        produced.extend(kafka::produce_with(&producer, &topic, partitions, from..until).await);
     }
     (produced, started.elapsed())
 }

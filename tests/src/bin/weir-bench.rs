@@ -11,6 +11,8 @@
 //!   twice: at-least-once (idempotent producer), then exactly-once (a transaction per task).
 //! - `plain librdkafka`: the same records copied by one consumer and one idempotent producer, the
 //!   floor Weir's overhead is measured against.
+//! - `small batches`: a steady trickle of 2,000 records/s at 200 ms batches, at-least-once then
+//!   exactly-once: the processing time of each batch, from the driver's log.
 //! - `empty batches`: the idle job with `batch_interval = "100ms"`: what a planning round that
 //!   finds nothing costs (the driver's `last_empty_round_us`) and the driver's CPU per round.
 
@@ -122,7 +124,30 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 
-    // c. empty batches: restart the driver at 100 ms; the job is idle.
+    // c. small batches: a steady trickle at 200 ms batches, per guarantee.
+    println!();
+    println!(
+        "## small batches: {TRICKLE_RATE} records/s over {PARTITIONS} partitions for \
+         {TRICKLE_SECONDS} s, batch_interval 200ms, 1 driver + 2 executors"
+    );
+    println!();
+    println!(
+        "| guarantee | batches | records/batch (median) | processing ms: median | p90 | max |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
+    for guarantee in ["at-least-once", "exactly-once"] {
+        let b = small_batches(&bin_dir, &logs, &names.job, guarantee).await?;
+        println!(
+            "| {guarantee} | {} | {} | {} | {} | {} |",
+            b.processing_ms.len(),
+            b.median_records,
+            percentile(&b.processing_ms, 0.5),
+            percentile(&b.processing_ms, 0.9),
+            percentile(&b.processing_ms, 1.0)
+        );
+    }
+
+    // d. empty batches: restart the driver at 100 ms; the job is idle.
     let mut children = Children::new(&logs);
     let driver = children.spawn("driver-idle", driver_command(&bin_dir, &config, "100ms"))?;
     let warmup = Instant::now();
@@ -179,6 +204,86 @@ async fn main() -> anyhow::Result<()> {
         cpu_ms / rounds.max(1) as f64
     );
     Ok(())
+}
+
+const TRICKLE_RATE: u64 = 2_000;
+const TRICKLE_SECONDS: u64 = 10;
+
+struct SmallBatches {
+    /// `processing_ms` of every committed batch that read records.
+    processing_ms: Vec<u64>,
+    median_records: u64,
+}
+
+fn percentile(sorted: &[u64], q: f64) -> u64 {
+    sorted.get(((sorted.len().saturating_sub(1)) as f64 * q) as usize).copied().unwrap_or(0)
+}
+
+/// A job fed a steady trickle (TRICKLE_RATE records/s in 10 slices a second) for
+/// TRICKLE_SECONDS: what a small batch costs from first dispatch to commit, read from the
+/// driver's `Batch committed` lines.
+async fn small_batches(
+    bin_dir: &Path,
+    logs: &Path,
+    base_job: &str,
+    guarantee: &'static str,
+) -> anyhow::Result<SmallBatches> {
+    let services = services::ensure();
+    let job = format!("{base_job}-small-{guarantee}");
+    let (input, output) = (format!("{job}.in"), format!("{job}.out"));
+    kafka::create_topic(&input, PARTITIONS).await;
+    kafka::create_topic(&output, PARTITIONS).await;
+    let config = logs.join(format!("small-{guarantee}.toml"));
+    std::fs::write(&config, job_config(&job, services, &input, &output, free_port(), guarantee))?;
+    let prefix = format!("/weir-bench/{job}");
+    let run_logs = logs.join(format!("small-{guarantee}"));
+    std::fs::create_dir_all(&run_logs)?;
+    let mut children = Children::new(&run_logs);
+    let driver = children.spawn("driver", driver_command(bin_dir, &config, "200ms"))?;
+    let mut executors = Vec::new();
+    for id in ["ex-1", "ex-2"] {
+        let command = executor_command(bin_dir, &job, &prefix, services, id);
+        executors.push((id, children.spawn(id, command)?));
+    }
+    let slice = TRICKLE_RATE / 10;
+    let total = slice * 10 * TRICKLE_SECONDS;
+    let started = Instant::now();
+    for n in 0..10 * TRICKLE_SECONDS {
+        kafka::produce_range(&input, PARTITIONS, n * slice..(n + 1) * slice).await;
+        let next = Duration::from_millis(100 * (n + 1));
+        tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
+        children.check_running()?;
+    }
+    let keys = JobKeys::new(&prefix, &job);
+    let mut etcd = etcd::client().await;
+    while committed_records(&mut etcd, &keys, &input).await? < total as i64 {
+        ensure!(started.elapsed() < Duration::from_secs(120), "the trickle was not committed");
+        children.check_running()?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    children.terminate("driver", driver, Duration::from_secs(30))?;
+    for (id, pid) in executors {
+        children.terminate(id, pid, Duration::from_secs(30))?;
+    }
+    let log = std::fs::read_to_string(run_logs.join("driver.log"))?;
+    let field = |line: &str, key: &str| -> Option<u64> {
+        let start = line.find(&format!(" {key}="))? + key.len() + 2;
+        line[start..].split(|c: char| !c.is_ascii_digit()).next()?.parse().ok()
+    };
+    let mut processing_ms = Vec::new();
+    let mut records = Vec::new();
+    for line in log.lines().filter(|l| l.contains("Batch committed")) {
+        let (Some(ms), Some(n)) = (field(line, "processing_ms"), field(line, "records_in")) else {
+            continue;
+        };
+        if n > 0 {
+            processing_ms.push(ms);
+            records.push(n);
+        }
+    }
+    processing_ms.sort_unstable();
+    records.sort_unstable();
+    Ok(SmallBatches { processing_ms, median_records: percentile(&records, 0.5) })
 }
 
 struct IdentityRun {
