@@ -7,7 +7,8 @@
 //!    `init_transactions`-ed on first use. Init fences every older producer of the lane (a paused
 //!    executor that lost the lane) and completes or aborts its open transaction.
 //! 2. *Then* the lane's progress is read from the group: after init nothing of an older owner is
-//!    still pending, so the progress is final. Progress at `until` means a replay: report done,
+//!    still pending, so the progress is final. Later tasks on the same producer use the progress
+//!    it committed itself (reading the group right after a commit waits for the commit's markers). Progress at `until` means a replay: report done,
 //!    write nothing. Progress strictly inside the range stops the job (see `progress.rs`).
 //! 3. Begin, write, `send_offsets_to_transaction`, commit.
 //!
@@ -16,7 +17,7 @@
 //! one, and never aborts (an abort after a commit that may have happened could not be trusted).
 //! A commit that timed out is retried, never aborted.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -27,7 +28,7 @@ use tracing::{debug, info, warn};
 use weir_common::batch::LaneId;
 use weir_common::config::Partitioning;
 use weir_common::protocol::TaskId;
-use weir_common::{OffsetRange, Record};
+use weir_common::{OffsetRange, Record, TopicPartition};
 
 use super::dead_letters::ERROR_HEADER;
 use super::progress::{TaskProgress, task_progress};
@@ -52,7 +53,15 @@ pub struct TransactionalSink {
     dead_letter_topic: Option<String>,
     transaction_timeout: Duration,
     group: GroupProgress,
-    lanes: Mutex<HashMap<LaneId, SharedProducer>>,
+    lanes: Mutex<HashMap<LaneId, Lane>>,
+}
+
+/// A lane's producer and the progress it committed itself. While the producer is not fenced,
+/// nobody else has committed for the lane since its init, so that progress is current; the first
+/// task after init reads it from the group.
+struct Lane {
+    producer: SharedProducer,
+    committed: BTreeMap<TopicPartition, i64>,
 }
 
 pub struct TransactionalSettings {
@@ -87,8 +96,8 @@ impl TransactionalSink {
 
     /// The lane's producer, initialised (fencing older owners) when this executor has none.
     fn lane_producer(&self, lane: LaneId) -> Result<SharedProducer, TaskError> {
-        if let Some(producer) = self.lanes.lock().expect("lanes").get(&lane) {
-            return Ok(producer.clone());
+        if let Some(known) = self.lanes.lock().expect("lanes").get(&lane) {
+            return Ok(known.producer.clone());
         }
         let id = Self::transactional_id(&self.job, lane);
         let producer = SharedProducer::transactional(
@@ -101,15 +110,43 @@ impl TransactionalSink {
             TaskError::retryable(format!("init_transactions for {id} on {}: {e}", self.brokers))
         })?;
         info!(lane, transactional_id = %id, "Lane producer initialised; older owners are fenced");
-        self.lanes.lock().expect("lanes").insert(lane, producer.clone());
+        let known = Lane { producer: producer.clone(), committed: BTreeMap::new() };
+        self.lanes.lock().expect("lanes").insert(lane, known);
         Ok(producer)
     }
 
     /// Forgets the lane's producer if it is still `producer`: the next task starts a new one.
     fn drop_lane(&self, lane: LaneId, producer: &SharedProducer) {
         let mut lanes = self.lanes.lock().expect("lanes");
-        if lanes.get(&lane).is_some_and(|p| p.same_as(producer)) {
+        if lanes.get(&lane).is_some_and(|known| known.producer.same_as(producer)) {
             lanes.remove(&lane);
+        }
+    }
+
+    /// The lane's progress for the task's partitions: what its producer committed itself, or,
+    /// for the first task after `init_transactions`, what the group holds. A stale value can
+    /// only be behind the truth, and then the producer is fenced: its transaction fails, the
+    /// producer is dropped, and the retry reads the group.
+    fn progress(
+        &self,
+        lane: LaneId,
+        ranges: &[OffsetRange],
+    ) -> Result<BTreeMap<TopicPartition, i64>, TaskError> {
+        if let Some(known) = self.lanes.lock().expect("lanes").get(&lane)
+            && ranges.iter().all(|r| known.committed.contains_key(r.topic_partition()))
+        {
+            return Ok(known.committed.clone());
+        }
+        self.group.committed(ranges)
+    }
+
+    /// After a commit: the lane's producer now knows its progress.
+    fn committed(&self, lane: LaneId, producer: &SharedProducer, ranges: &[OffsetRange]) {
+        let mut lanes = self.lanes.lock().expect("lanes");
+        if let Some(known) = lanes.get_mut(&lane).filter(|k| k.producer.same_as(producer)) {
+            for range in ranges {
+                known.committed.insert(range.topic_partition().clone(), range.until());
+            }
         }
     }
 
@@ -146,7 +183,7 @@ impl TransactionalSink {
 impl Sink for TransactionalSink {
     fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
         let producer = self.lane_producer(task.lane)?;
-        let committed = self.group.committed(ranges)?;
+        let committed = self.progress(task.lane, ranges)?;
         match task_progress(ranges, &committed, self.group.name()).map_err(TaskError::fatal)? {
             TaskProgress::AlreadyCommitted => {
                 info!(lane = task.lane, "Task already committed in Kafka; not written again");
@@ -230,6 +267,7 @@ impl TaskOutput for TransactionOutput<'_> {
         loop {
             let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
                 self.state = State::Committed;
+                sink.committed(self.lane, &self.producer, &self.ranges);
                 return Ok(());
             };
             // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
