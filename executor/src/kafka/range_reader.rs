@@ -24,6 +24,10 @@ use crate::error::TaskError;
 /// A range that delivers nothing for this long fails (retryable): the broker is gone or stuck.
 const STALL_TIMEOUT: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(100);
+/// After an end-of-partition event that may be stale, how long records may take to follow before
+/// the reader seeks to make sure. A seek is what costs: it must wait for the fetch in flight,
+/// which the broker may hold for `fetch.wait.max.ms` (500 ms) when it waits for new records.
+const STALE_EOF_GRACE: Duration = Duration::from_millis(100);
 
 /// librdkafka reports the end of a partition as an error; for a range reader it is a normal
 /// event (handled in [`read_into`]), so it is not logged as one.
@@ -131,17 +135,28 @@ fn read_into(
     // before this read (the consumer keeps fetching between tasks) may be older than records
     // still to come. Only an EOF that follows a seek made during this read is proof that the
     // range is complete: after the seek the fetcher delivers every record from `position` on
-    // before it can report an end, and that end is at or past `until`.
+    // before it can report an end, and that end is at or past `until`. An unproven EOF is first
+    // given STALE_EOF_GRACE for records to follow (they usually are queued right behind it), and
+    // only then answered with a seek.
     let mut seeked = cached.next != Some(from);
     if seeked {
         seek(cached, tp, from)?;
     }
     let mut last_progress = Instant::now();
+    // An end-of-partition event that may be stale: usually records already fetched follow it.
+    let mut unproven_eof: Option<Instant> = None;
     while position < until {
         if cancel.load(Ordering::Relaxed) {
             return Err(TaskError::retryable("cancelled"));
         }
-        match cached.consumer.poll(POLL) {
+        if unproven_eof.is_some_and(|at| at.elapsed() >= STALE_EOF_GRACE) {
+            // Nothing followed it: the range may end in a gap. Only a seek can prove that.
+            unproven_eof = None;
+            seek(cached, tp, position)?;
+            seeked = true;
+        }
+        let wait = if unproven_eof.is_some() { POLL / 5 } else { POLL };
+        match cached.consumer.poll(wait) {
             None => {
                 if last_progress.elapsed() > STALL_TIMEOUT {
                     return Err(TaskError::retryable(format!(
@@ -163,6 +178,7 @@ fn read_into(
                 on_record(&m)?;
                 position = offset + 1;
                 last_progress = Instant::now();
+                unproven_eof = None;
             }
             Some(Err(KafkaError::PartitionEOF(_))) if seeked => {
                 // The rest of the range is a gap (transaction markers, aborted or compacted
@@ -171,8 +187,7 @@ fn read_into(
                 return Ok(());
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
-                seek(cached, tp, position)?;
-                seeked = true;
+                unproven_eof.get_or_insert_with(Instant::now);
             }
             Some(Err(e)) => return Err(classify(e, range, position)),
         }
