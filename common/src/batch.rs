@@ -34,6 +34,9 @@ pub struct BatchPlan {
     pub id: u64,
     pub tasks: Vec<LaneTask>,
     pub planned_at_ms: i64,
+    /// Offsets skipped because Kafka no longer holds them (`on_data_loss = "skip"`): the batch
+    /// moves each such partition past them without reading.
+    pub data_lost: Vec<OffsetRange>,
 }
 
 impl BatchPlan {
@@ -43,6 +46,16 @@ impl BatchPlan {
 
     pub fn ranges(&self) -> impl Iterator<Item = &OffsetRange> {
         self.tasks.iter().flat_map(|t| t.ranges.iter())
+    }
+
+    /// Where the batch leaves each partition it touches: the end of its range, or of the
+    /// offsets it skipped as lost.
+    pub fn ends(&self) -> impl Iterator<Item = (&crate::TopicPartition, i64)> {
+        self.data_lost.iter().chain(self.ranges()).map(|r| (r.topic_partition(), r.until()))
+    }
+
+    pub fn records_lost(&self) -> u64 {
+        self.data_lost.iter().map(OffsetRange::max_records).sum()
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -58,6 +71,7 @@ impl BatchPlan {
                 })
                 .collect(),
             planned_at_ms: self.planned_at_ms,
+            data_lost: self.data_lost.iter().map(pb::OffsetRange::from).collect(),
         }
         .encode_to_vec()
     }
@@ -77,7 +91,7 @@ impl TryFrom<pb::BatchRecord> for BatchPlan {
             field: "tasks",
             reason,
         };
-        if value.tasks.is_empty() {
+        if value.tasks.is_empty() && value.data_lost.is_empty() {
             return Err(invalid("no tasks".into()));
         }
         let mut lanes = BTreeSet::new();
@@ -90,7 +104,9 @@ impl TryFrom<pb::BatchRecord> for BatchPlan {
                 t.ranges.into_iter().map(OffsetRange::try_from).collect::<Result<_, _>>()?;
             tasks.push(LaneTask { lane: t.lane, ranges });
         }
-        Ok(BatchPlan { id: value.batch_id, tasks, planned_at_ms: value.planned_at_ms })
+        let data_lost =
+            value.data_lost.into_iter().map(OffsetRange::try_from).collect::<Result<_, _>>()?;
+        Ok(BatchPlan { id: value.batch_id, tasks, planned_at_ms: value.planned_at_ms, data_lost })
     }
 }
 
@@ -112,9 +128,13 @@ mod tests {
                 LaneTask { lane: 3, ranges: vec![range(3, 5, 6), range(4, 1, 9)] },
             ],
             planned_at_ms: 1_700_000_000_000,
+            data_lost: vec![range(5, 100, 140)],
         };
         assert_eq!(BatchPlan::decode(&plan.encode()).unwrap(), plan);
         assert_eq!(plan.max_records(), 10 + 1 + 8);
+        assert_eq!(plan.records_lost(), 40);
+        let ends: Vec<(i32, i64)> = plan.ends().map(|(tp, end)| (tp.partition, end)).collect();
+        assert_eq!(ends, [(5, 140), (0, 10), (3, 6), (4, 9)]);
     }
 
     #[test]
@@ -124,6 +144,7 @@ mod tests {
             batch_id: 1,
             tasks: vec![pb::LaneTask { lane: 1, ranges: vec![] }; 2],
             planned_at_ms: 0,
+            data_lost: vec![],
         };
         let err = BatchPlan::try_from(value.clone()).unwrap_err();
         assert!(err.to_string().contains("lane 1 appears twice"), "{err}");

@@ -55,6 +55,8 @@ pub struct TaskMetrics {
     pub total_ms: u64,
     /// Exactly-once: tasks whose output Kafka already held (a replay), so nothing was written.
     pub tasks_already_committed: u64,
+    /// Records of the task's ranges already gone from Kafka when it read them (skipped).
+    pub records_lost: u64,
 }
 
 impl TaskMetrics {
@@ -69,6 +71,7 @@ impl TaskMetrics {
         self.flush_ms += other.flush_ms;
         self.total_ms = self.total_ms.max(other.total_ms);
         self.tasks_already_committed += other.tasks_already_committed;
+        self.records_lost += other.records_lost;
     }
 }
 
@@ -85,6 +88,7 @@ impl From<TaskMetrics> for pb::TaskMetrics {
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
             tasks_already_committed: m.tasks_already_committed,
+            records_lost: m.records_lost,
         }
     }
 }
@@ -102,6 +106,7 @@ impl From<pb::TaskMetrics> for TaskMetrics {
             flush_ms: m.flush_ms,
             total_ms: m.total_ms,
             tasks_already_committed: m.tasks_already_committed,
+            records_lost: m.records_lost,
         }
     }
 }

@@ -19,6 +19,9 @@ pub enum DriverError {
     NotANumber { key: String, value: String },
     #[error("the election lease expired while waiting to lead; campaigning again with a new one")]
     LeaseExpired,
+    /// Records the job has not read are gone from Kafka, and `source.on_data_loss = "fail"`.
+    #[error("data loss: {0}")]
+    DataLoss(String),
     /// The job's config cannot work on this cluster (found at start, against the broker).
     #[error("{0}")]
     Unfit(String),

@@ -3,7 +3,7 @@
 //! finished batches in order, and notices lost executors. Everything that changes the job's state
 //! happens here, one event at a time.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,16 +12,18 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, info, info_span, warn};
 use weir_common::batch::BatchPlan;
-use weir_common::config::{Guarantee, JobConfig};
+use weir_common::config::{Guarantee, JobConfig, OnDataLoss};
 use weir_common::lanes::LaneMap;
 use weir_common::retry::{Backoff, retry};
-use weir_common::{OffsetsCheckpoint, TopicPartition};
+use weir_common::{OffsetRange, OffsetsCheckpoint, TopicPartition};
 use weir_proto::v1 as pb;
 
+use crate::data_loss;
 use crate::error::DriverError;
 use crate::etcd::{Store, Stored};
 use crate::group::JobGroup;
-use crate::planner::{PartitionState, plan_batch};
+use crate::planner::{Budget, PartitionState, plan_batch};
+use crate::rate::{BatchObservation, Limits, RateController};
 use crate::scheduler::{Assignment, Scheduler, Settings};
 use crate::service::{ConnectionId, Event, ExecutorEvent, now_ms};
 use crate::source::Source;
@@ -61,6 +63,13 @@ pub struct JobLoop {
     /// Batches recorded by an earlier driver and not committed: run first, exactly as recorded.
     replay: Vec<BatchPlan>,
     guarantee: Guarantee,
+    /// Sizes batches from measured processing rates (`source.backpressure`).
+    rate: Option<RateController>,
+    /// Batches in flight that the budget cut (some partition had more records than allowed):
+    /// what the controller needs to know when they commit.
+    limited: BTreeMap<u64, bool>,
+    /// Listed topics deleted while read, under `on_data_loss = "skip"`: no longer an error.
+    deleted_topics: BTreeSet<String>,
     /// The group `weir.{job}`: under exactly-once the executors' Kafka transactions write the
     /// progress there; otherwise the driver publishes it after each etcd commit.
     group: Arc<JobGroup>,
@@ -91,6 +100,10 @@ impl JobLoop {
             advance(&mut planned, plan);
             next_batch = plan.id + 1;
         }
+        let rate = config.source.backpressure.then(|| {
+            let limits = Limits { max_rate: None, min_rate: 1.0 };
+            RateController::new(config.job.batch_interval, limits)
+        });
         JobLoop {
             config,
             store,
@@ -104,6 +117,9 @@ impl JobLoop {
             next_batch,
             replay: stored.pending,
             guarantee,
+            rate,
+            limited: BTreeMap::new(),
+            deleted_topics: BTreeSet::new(),
             group,
             status,
         }
@@ -165,7 +181,10 @@ impl JobLoop {
     /// offset, so records written before they were discovered are not lost.
     pub async fn discover_partitions(&mut self) -> Result<Vec<TopicPartition>, DriverError> {
         let source = self.source.clone();
-        let partitions = blocking(move || source.partitions()).await?;
+        let mut known: BTreeSet<String> = self.planned.keys().map(|tp| tp.topic.clone()).collect();
+        known.extend(self.deleted_topics.iter().cloned());
+        let partitions = blocking(move || source.partitions(|t| known.contains(t))).await?;
+        self.forget_deleted_topics(&partitions).await?;
         let new: Vec<TopicPartition> =
             partitions.iter().filter(|tp| !self.planned.contains_key(tp)).cloned().collect();
         if new.is_empty() {
@@ -186,6 +205,7 @@ impl JobLoop {
         if self.guarantee == Guarantee::ExactlyOnce {
             self.check_group_is_behind(&starts).await?;
         }
+        self.status.lock().expect("status").partitions_discovered += starts.len() as u64;
         for (tp, offset) in starts {
             info!(partition = %tp, offset, "New partition; reading from here");
             self.committed.next_offsets.insert(tp.clone(), offset);
@@ -229,6 +249,51 @@ impl JobLoop {
         Ok(())
     }
 
+    /// Topics the job reads that Kafka no longer has (deleted) follow `source.on_data_loss`:
+    /// `fail` stops the job naming them; `skip` stops reading them and forgets their offsets (a
+    /// topic created again under the name is then new to the job).
+    async fn forget_deleted_topics(&mut self, found: &[TopicPartition]) -> Result<(), DriverError> {
+        let absent: BTreeSet<String> = self
+            .planned
+            .keys()
+            .filter(|tp| !found.contains(tp))
+            .map(|tp| tp.topic.clone())
+            .collect();
+        if absent.is_empty() {
+            return Ok(());
+        }
+        let source = self.source.clone();
+        let asked: Vec<String> = absent.into_iter().collect();
+        let deleted = blocking(move || source.deleted(&asked)).await?;
+        if deleted.is_empty() {
+            return Ok(());
+        }
+        let positions: Vec<String> = self
+            .planned
+            .iter()
+            .filter(|(tp, _)| deleted.contains(&tp.topic))
+            .map(|(tp, at)| format!("{tp} at offset {at}"))
+            .collect();
+        if self.config.source.on_data_loss == OnDataLoss::Fail {
+            return Err(DriverError::DataLoss(format!(
+                "source topic(s) {} were deleted while the job read them ({}); records not yet \
+                 read are gone. Set source.on_data_loss = \"skip\" to go on without them",
+                deleted.join(", "),
+                positions.join(", ")
+            )));
+        }
+        warn!(topics = %deleted.join(", "), positions = %positions.join(", "),
+            "Source topics deleted; no longer read (source.on_data_loss = \"skip\")");
+        self.planned.retain(|tp, _| !deleted.contains(&tp.topic));
+        self.deleted_topics.extend(deleted.iter().cloned());
+        self.committed.next_offsets.retain(|tp, _| !deleted.contains(&tp.topic));
+        let (store, committed, lanes) = (&self.store, &self.committed, &self.lanes);
+        retry("writing offsets without the deleted topics to etcd", ETCD_RETRY, || {
+            store.write_offsets_and_lanes(committed, lanes)
+        })
+        .await
+    }
+
     /// Plans, records and queues the next batch, if there is room and there are new records.
     /// Kafka being unreachable skips this round (the next tick tries again).
     async fn plan(&mut self) -> Result<(), DriverError> {
@@ -253,8 +318,28 @@ impl JobLoop {
                 latest.get(tp).map(|&l| (tp.clone(), PartitionState { next, latest: l }))
             })
             .collect();
+        let mut states = states;
+        let data_lost = self.check_data_loss(&mut states).await?;
         let lag: i64 = states.values().map(|s| (s.latest - s.next).max(0)).sum();
-        let Some(plan) = plan_batch(self.next_batch, &states, &self.lanes, now_ms()) else {
+        self.status.lock().expect("status").lag_by_partition =
+            states.iter().map(|(tp, s)| (tp.to_string(), (s.latest - s.next).max(0))).collect();
+        self.update_rate_limits(states.len());
+        let budget = self.budget();
+        let planned = plan_batch(self.next_batch, &states, &self.lanes, budget, now_ms());
+        let allowed = planned.as_ref().map_or(0, |p| p.max_records() as i64);
+        self.limited.insert(self.next_batch, allowed < lag);
+        let plan = match (planned, data_lost.is_empty()) {
+            (Some(plan), _) => Some(BatchPlan { data_lost, ..plan }),
+            // Only skipped offsets: a batch without tasks still moves the partitions on.
+            (None, false) => Some(BatchPlan {
+                id: self.next_batch,
+                tasks: Vec::new(),
+                planned_at_ms: now_ms(),
+                data_lost,
+            }),
+            (None, true) => None,
+        };
+        let Some(plan) = plan else {
             let took = started.elapsed();
             debug!(took_us = took.as_micros() as u64, "No new records; no batch");
             self.status.lock().expect("status").empty_round(took, lag);
@@ -289,8 +374,8 @@ impl JobLoop {
     /// shows it in the group `weir.{job}` (unless the executors' transactions already did).
     async fn commit_offsets(&mut self, plan: &BatchPlan) -> Result<(), DriverError> {
         let mut next = self.committed.clone();
-        for range in plan.ranges() {
-            next.next_offsets.insert(range.topic_partition().clone(), range.until());
+        for (tp, end) in plan.ends() {
+            next.next_offsets.insert(tp.clone(), end);
         }
         next.last_committed_batch = Some(plan.id);
         let store = &self.store;
@@ -303,6 +388,60 @@ impl JobLoop {
         }
         self.committed = next;
         Ok(())
+    }
+
+    /// How many records the next batch may take. Per partition: `max_rate_per_partition` (and,
+    /// until the rate controller has measured a batch, `initial_rate_per_partition`) times the
+    /// batch interval. In all: `max_records_per_batch` and the controller's rate times the
+    /// interval.
+    fn budget(&self) -> Budget {
+        let source = &self.config.source;
+        let interval = self.config.job.batch_interval.as_secs_f64();
+        let records = |rate: f64| ((rate * interval).ceil() as u64).max(1);
+        let measured = self.rate.as_ref().and_then(RateController::rate);
+        let initial = source.initial_rate_per_partition.filter(|_| measured.is_none());
+        let per_partition = [source.max_rate_per_partition, initial].into_iter().flatten().min();
+        let total =
+            [source.max_records_per_batch, measured.map(records)].into_iter().flatten().min();
+        Budget { per_partition: per_partition.map(|rate| records(rate as f64)), total }
+    }
+
+    /// The controller's bounds: at most `max_rate_per_partition` for every partition, at least
+    /// one record per second per partition so every partition moves.
+    fn update_rate_limits(&mut self, partitions: usize) {
+        let max_rate = self.config.source.max_rate_per_partition;
+        if let Some(rate) = &mut self.rate {
+            rate.set_limits(Limits {
+                max_rate: max_rate.map(|r| r as f64 * partitions as f64),
+                min_rate: partitions.max(1) as f64,
+            });
+        }
+    }
+
+    /// Finds offsets still to read that Kafka no longer holds (only partitions whose log end
+    /// differs from the job's position are asked for their log start, so an idle round costs
+    /// nothing more) and applies `source.on_data_loss`.
+    async fn check_data_loss(
+        &mut self,
+        states: &mut BTreeMap<TopicPartition, PartitionState>,
+    ) -> Result<Vec<OffsetRange>, DriverError> {
+        let moved: Vec<TopicPartition> =
+            states.iter().filter(|(_, s)| s.latest != s.next).map(|(tp, _)| tp.clone()).collect();
+        if moved.is_empty() {
+            return Ok(Vec::new());
+        }
+        let source = self.source.clone();
+        let starts = blocking(move || source.earliest(&moved)).await?;
+        let skipped = data_loss::check(states, &starts, self.config.source.on_data_loss)
+            .map_err(DriverError::DataLoss)?;
+        for range in &skipped {
+            warn!(partition = %range.topic_partition(), from = range.from(), until = range.until(),
+                records = range.max_records(),
+                "Offsets no longer in Kafka; skipped (source.on_data_loss = \"skip\")");
+        }
+        let lost: u64 = skipped.iter().map(OffsetRange::max_records).sum();
+        self.status.lock().expect("status").records_lost_planning += lost;
+        Ok(skipped)
     }
 
     async fn fetch_latest(&mut self) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
@@ -451,10 +590,21 @@ impl JobLoop {
                 rejected = batch.metrics.records_rejected,
                 filtered = batch.metrics.records_filtered,
                 already_committed_tasks = batch.metrics.tasks_already_committed,
+                records_lost = batch.metrics.records_lost + batch.plan.records_lost(),
                 scheduling_delay_ms = delay.as_millis() as u64,
                 processing_ms = processing.as_millis() as u64,
                 "Batch committed"
             );
+            if let Some(rate) = &mut self.rate {
+                rate.observe(BatchObservation {
+                    records: batch.metrics.records_in,
+                    processing,
+                    scheduling_delay: delay,
+                    limited: self.limited.remove(&id).unwrap_or(false),
+                });
+                let now = rate.rate();
+                self.status.lock().expect("status").rate_records_per_second = now;
+            }
             if batch.records_abandoned > 0 {
                 warn!(
                     batch = id,
@@ -479,10 +629,10 @@ impl JobLoop {
     }
 }
 
-/// Moves each partition's planned position to the end of the plan's range.
+/// Moves each partition's planned position to where the plan leaves it.
 fn advance(planned: &mut BTreeMap<TopicPartition, i64>, plan: &BatchPlan) {
-    for range in plan.ranges() {
-        planned.insert(range.topic_partition().clone(), range.until());
+    for (tp, end) in plan.ends() {
+        planned.insert(tp.clone(), end);
     }
 }
 

@@ -4,6 +4,7 @@
 //! `run` is a library function so tests can start a driver in-process; `main.rs` only parses
 //! flags and calls it.
 
+mod data_loss;
 mod election;
 mod error;
 mod etcd;
@@ -11,6 +12,7 @@ mod group;
 mod http;
 mod job;
 pub mod planner;
+pub mod rate;
 pub mod scheduler;
 mod service;
 mod source;

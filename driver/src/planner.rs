@@ -21,22 +21,36 @@ pub struct PartitionState {
     pub latest: i64,
 }
 
+/// How many records one batch may take. `None`: no limit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Budget {
+    /// The most records of one partition (the rate per partition times the batch interval).
+    pub per_partition: Option<u64>,
+    /// The most records of the whole batch, split over the partitions in proportion to their lag.
+    pub total: Option<u64>,
+}
+
 /// Plans batch `id`, or returns `None` when no partition has new records (an empty batch is not
-/// recorded). A partition without a lane is skipped: the caller extends the lane map first.
+/// recorded). Each range is `[next, next + allotted)`, the allotment within `budget`. A partition
+/// without a lane is skipped: the caller extends the lane map first.
 pub fn plan_batch(
     id: u64,
     partitions: &BTreeMap<TopicPartition, PartitionState>,
     lanes: &LaneMap,
+    budget: Budget,
     planned_at_ms: i64,
 ) -> Option<BatchPlan> {
+    let lagging: Vec<(&TopicPartition, &PartitionState)> = partitions
+        .iter()
+        .filter(|(tp, state)| state.latest > state.next && lanes.lane_of(tp).is_some())
+        .collect();
+    let lags: Vec<u64> = lagging.iter().map(|(_, s)| (s.latest - s.next) as u64).collect();
+    let allotted = allot(&lags, budget);
     let mut tasks: BTreeMap<u32, Vec<OffsetRange>> = BTreeMap::new();
-    for (tp, state) in partitions {
-        if state.latest <= state.next {
-            continue;
-        }
-        let Some(lane) = lanes.lane_of(tp) else { continue };
-        let range = OffsetRange::new(tp.clone(), state.next, state.latest)
-            .expect("0 <= next < latest by the checks above and the caller's offsets");
+    for ((tp, state), records) in lagging.into_iter().zip(allotted) {
+        let lane = lanes.lane_of(tp).expect("filtered above");
+        let range = OffsetRange::new(tp.clone(), state.next, state.next + records as i64)
+            .expect("0 <= next < next + records by the checks above and the caller's offsets");
         tasks.entry(lane).or_default().push(range);
     }
     if tasks.is_empty() {
@@ -46,7 +60,40 @@ pub fn plan_batch(
         id,
         tasks: tasks.into_iter().map(|(lane, ranges)| LaneTask { lane, ranges }).collect(),
         planned_at_ms,
+        data_lost: Vec::new(),
     })
+}
+
+/// Records per partition, given each partition's lag (all > 0): at most its lag and
+/// `per_partition`. When the lags exceed `total`, every partition first gets one record (so none
+/// starves; with more lagging partitions than `total`, that alone exceeds it), the rest of the
+/// total is shared in proportion to the lags, and what rounding leaves goes to the largest lags
+/// with room.
+pub fn allot(lags: &[u64], budget: Budget) -> Vec<u64> {
+    let cap = |lag: u64| budget.per_partition.map_or(lag, |limit| lag.min(limit.max(1)));
+    let mut shares: Vec<u64> = lags.iter().map(|&lag| cap(lag)).collect();
+    let Some(total) = budget.total else { return shares };
+    if shares.iter().sum::<u64>() <= total {
+        return shares;
+    }
+    let rest = total.saturating_sub(lags.len() as u64);
+    let lag_sum: u128 = lags.iter().map(|&l| u128::from(l)).sum();
+    for (share, &lag) in shares.iter_mut().zip(lags) {
+        let proportional = (u128::from(rest) * u128::from(lag) / lag_sum) as u64;
+        *share = cap(lag).min(1 + proportional);
+    }
+    let mut left = total.saturating_sub(shares.iter().sum());
+    let mut by_lag: Vec<usize> = (0..lags.len()).collect();
+    by_lag.sort_by_key(|&i| std::cmp::Reverse(lags[i]));
+    for i in by_lag {
+        if left == 0 {
+            break;
+        }
+        let more = (cap(lags[i]) - shares[i]).min(left);
+        shares[i] += more;
+        left -= more;
+    }
+    shares
 }
 
 #[cfg(test)]
@@ -70,7 +117,7 @@ mod tests {
     #[test]
     fn plans_one_task_per_lane_with_new_records() {
         let (partitions, lanes) = setup(&[(0, 0, 10), (1, 5, 5), (2, 3, 4)]);
-        let plan = plan_batch(1, &partitions, &lanes, 99).unwrap();
+        let plan = plan_batch(1, &partitions, &lanes, Budget::default(), 99).unwrap();
         assert_eq!(plan.id, 1);
         assert_eq!(plan.planned_at_ms, 99);
         let got: Vec<_> = plan.ranges().map(|r| r.to_string()).collect();
@@ -81,32 +128,84 @@ mod tests {
     #[test]
     fn no_new_records_means_no_batch() {
         let (partitions, lanes) = setup(&[(0, 7, 7), (1, 0, 0)]);
-        assert_eq!(plan_batch(3, &partitions, &lanes, 0), None);
+        assert_eq!(plan_batch(3, &partitions, &lanes, Budget::default(), 0), None);
     }
 
     #[test]
     fn a_log_that_shrank_below_next_is_not_planned() {
         // A recreated topic can report an end below our position: never plan a reversed range.
         let (partitions, lanes) = setup(&[(0, 50, 10)]);
-        assert_eq!(plan_batch(1, &partitions, &lanes, 0), None);
+        assert_eq!(plan_batch(1, &partitions, &lanes, Budget::default(), 0), None);
     }
 
     #[test]
     fn partitions_without_a_lane_are_skipped() {
         let (mut partitions, lanes) = setup(&[(0, 0, 5)]);
         partitions.insert(tp(9), PartitionState { next: 0, latest: 5 });
-        let plan = plan_batch(1, &partitions, &lanes, 0).unwrap();
+        let plan = plan_batch(1, &partitions, &lanes, Budget::default(), 0).unwrap();
         assert_eq!(plan.ranges().count(), 1);
     }
 
     #[test]
     fn consecutive_plans_tile_the_offsets() {
         let (mut partitions, lanes) = setup(&[(0, 0, 10)]);
-        let first = plan_batch(1, &partitions, &lanes, 0).unwrap();
+        let first = plan_batch(1, &partitions, &lanes, Budget::default(), 0).unwrap();
         let end = first.ranges().next().unwrap().until();
         partitions.get_mut(&tp(0)).unwrap().next = end;
         partitions.get_mut(&tp(0)).unwrap().latest = 25;
-        let second = plan_batch(2, &partitions, &lanes, 0).unwrap();
+        let second = plan_batch(2, &partitions, &lanes, Budget::default(), 0).unwrap();
         assert_eq!(second.ranges().next().unwrap().from(), end);
+    }
+
+    fn budget(per_partition: Option<u64>, total: Option<u64>) -> Budget {
+        Budget { per_partition, total }
+    }
+
+    #[test]
+    fn a_partition_takes_at_most_its_rate_times_the_interval() {
+        let (partitions, lanes) = setup(&[(0, 0, 10_000), (1, 500, 600)]);
+        let plan = plan_batch(1, &partitions, &lanes, budget(Some(1_000), None), 0).unwrap();
+        let got: Vec<_> = plan.ranges().map(|r| r.to_string()).collect();
+        assert_eq!(got, ["raw-0[0, 1000)", "raw-1[500, 600)"]);
+    }
+
+    #[test]
+    fn the_batch_total_is_split_in_proportion_to_lag() {
+        assert_eq!(allot(&[9_000, 1_000], budget(None, Some(1_000))), [900, 100]);
+        assert_eq!(allot(&[300, 300, 300], budget(None, Some(100))), [34, 33, 33]);
+        assert_eq!(allot(&[5, 7], budget(None, Some(100))), [5, 7], "under the total: all");
+    }
+
+    #[test]
+    fn every_lagging_partition_gets_at_least_one_record() {
+        assert_eq!(allot(&[1_000_000, 1, 2], budget(None, Some(10))), [8, 1, 1]);
+        // More lagging partitions than the total: each still moves.
+        assert_eq!(allot(&[5, 5, 5], budget(None, Some(2))), [1, 1, 1]);
+    }
+
+    #[test]
+    fn both_limits_hold_and_rounding_goes_to_partitions_with_room() {
+        // Proportional shares 500/500, but partition 0 may take 100 only; the rest goes to 1.
+        let shares = allot(&[5_000, 5_000], budget(Some(100), Some(1_000)));
+        assert_eq!(shares, [100, 100], "the per-partition cap wins");
+        let shares = allot(&[100, 9_900, 10], budget(Some(5_000), Some(3_000)));
+        assert!(shares.iter().sum::<u64>() <= 3_000, "{shares:?}");
+        assert!(shares[1] <= 5_000 && shares[0] >= 1 && shares[2] >= 1, "{shares:?}");
+        assert_eq!(shares.iter().sum::<u64>(), 3_000, "the whole budget is used: {shares:?}");
+    }
+
+    #[test]
+    fn a_limited_plan_still_tiles_the_offsets() {
+        let (mut partitions, lanes) = setup(&[(0, 0, 250)]);
+        let mut next = 0;
+        for id in 1..=3 {
+            let plan = plan_batch(id, &partitions, &lanes, budget(Some(100), None), 0).unwrap();
+            let range = plan.ranges().next().unwrap().clone();
+            assert_eq!(range.from(), next);
+            next = range.until();
+            partitions.get_mut(&tp(0)).unwrap().next = next;
+        }
+        assert_eq!(next, 250);
+        assert_eq!(plan_batch(4, &partitions, &lanes, budget(Some(100), None), 0), None);
     }
 }

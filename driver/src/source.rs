@@ -45,7 +45,12 @@ impl Source {
 
     /// Every partition the job reads now: the configured topics, or the topics matching the
     /// pattern (internal topics excluded).
-    pub fn partitions(&self) -> Result<Vec<TopicPartition>, DriverError> {
+    /// Listed topics for which `known` is true and that are missing are left out rather than
+    /// failing the call: the caller checks whether they were deleted.
+    pub fn partitions(
+        &self,
+        known: impl Fn(&str) -> bool,
+    ) -> Result<Vec<TopicPartition>, DriverError> {
         let metadata_of = |topic: Option<&str>| {
             self.consumer
                 .fetch_metadata(topic, KAFKA_TIMEOUT)
@@ -75,6 +80,7 @@ impl Source {
                     let metadata = metadata_of(Some(name))?;
                     match metadata.topics().iter().find(|t| t.name() == name) {
                         Some(topic) if topic.error().is_none() => add(topic),
+                        _ if known(name) => {}
                         _ => missing.push(name.as_str()),
                     }
                 }
@@ -86,6 +92,29 @@ impl Source {
         }
         found.sort();
         Ok(found)
+    }
+
+    /// Which of `topics` the cluster says do not exist (`UnknownTopicOrPartition`): deleted.
+    /// A topic that fails for another reason (no leader yet) is not reported.
+    pub fn deleted(&self, topics: &[String]) -> Result<Vec<String>, DriverError> {
+        let mut deleted = Vec::new();
+        for name in topics {
+            let metadata = self
+                .consumer
+                .fetch_metadata(Some(name), KAFKA_TIMEOUT)
+                .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))?;
+            let gone = match metadata.topics().iter().find(|t| t.name() == name) {
+                None => true,
+                Some(topic) => matches!(
+                    topic.error().map(rdkafka::error::RDKafkaErrorCode::from),
+                    Some(rdkafka::error::RDKafkaErrorCode::UnknownTopicOrPartition)
+                ),
+            };
+            if gone {
+                deleted.push(name.clone());
+            }
+        }
+        Ok(deleted)
     }
 
     /// The end of each partition's log (last stable offset).

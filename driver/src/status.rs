@@ -30,8 +30,21 @@ pub struct Status {
     pub records_abandoned: u64,
     /// Exactly-once: replayed tasks found already committed in Kafka, so not written again.
     pub tasks_already_committed: u64,
+    /// Records skipped because Kafka no longer held them, found while planning
+    /// (`on_data_loss = "skip"`).
+    pub records_lost_planning: u64,
+    /// Records skipped because Kafka no longer held them, found while a task read
+    /// (`on_data_loss = "skip"`).
+    pub records_lost_reading: u64,
     /// Records in the source not yet in a recorded batch, at the last planning round.
     pub lag: i64,
+    /// The same per partition (`topic-partition`), at the last planning round.
+    pub lag_by_partition: std::collections::BTreeMap<String, i64>,
+    /// The rate the controller allows, records per second for the whole job; none until it has
+    /// measured a batch (or with backpressure off).
+    pub rate_records_per_second: Option<f64>,
+    /// Partitions the driver found and started reading since it started leading.
+    pub partitions_discovered: u64,
     pub last_scheduling_delay_ms: u64,
     pub last_processing_ms: u64,
     pub last_empty_round_us: u64,
@@ -68,6 +81,7 @@ impl Status {
         self.last_committed_batch = Some(id);
         self.records_abandoned += batch.records_abandoned;
         self.tasks_already_committed += m.tasks_already_committed;
+        self.records_lost_reading += m.records_lost;
         self.batches_committed += 1;
         self.records_in += m.records_in;
         self.records_out += m.records_out;
@@ -154,6 +168,12 @@ impl Status {
             self.tasks_already_committed as f64,
         );
         metric(
+            "weir_driver_records_lost_total",
+            "counter",
+            "Records Kafka no longer held when the job came to read them, skipped (on_data_loss = skip).",
+            (self.records_lost_planning + self.records_lost_reading) as f64,
+        );
+        metric(
             "weir_driver_lag_records",
             "gauge",
             "Source records not yet planned.",
@@ -171,6 +191,24 @@ impl Status {
             "Scheduling delay of the last committed batch.",
             self.last_scheduling_delay_ms as f64 / 1000.0,
         );
+        metric(
+            "weir_driver_rate_records_per_second",
+            "gauge",
+            "The rate in force from the rate controller, records per second (0: none yet).",
+            self.rate_records_per_second.unwrap_or(0.0),
+        );
+        metric(
+            "weir_driver_partitions_discovered_total",
+            "counter",
+            "Partitions found and started since this driver leads.",
+            self.partitions_discovered as f64,
+        );
+        let name = "weir_driver_partition_lag_records";
+        let _ = writeln!(out, "# HELP {name} Records of a partition not yet planned.");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (partition, lag) in &self.lag_by_partition {
+            let _ = writeln!(out, "{name}{{job=\"{job}\",partition=\"{partition}\"}} {lag}");
+        }
         out
     }
 }

@@ -116,7 +116,7 @@ impl JobContext {
             // librdkafka wants a group for `assign`; nothing is ever committed to it.
             consumer_config.set("group.id", format!("weir.{}.readers", config.job.name));
         }
-        let consumers = ConsumerCache::new(consumer_config);
+        let consumers = ConsumerCache::new(consumer_config, source.on_data_loss);
         Ok(Arc::new(JobContext {
             config_toml: config_toml.to_owned(),
             config,

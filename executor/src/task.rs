@@ -37,7 +37,7 @@ pub fn run_task(
         output = dead_letters.wrap(output);
     }
     for range in ranges {
-        ctx.consumers.read(range, &control.cancel, |message| {
+        metrics.records_lost += ctx.consumers.read(range, &control.cancel, |message| {
             let record = record_of(message);
             metrics.records_in += 1;
             if metrics.records_in % 1024 == 0 {

@@ -111,6 +111,15 @@ heartbeat_interval = "500ms"
         self.supervisor.spawn("driver", command)
     }
 
+    /// Starts the driver with config overrides (`--set key=value`).
+    pub fn start_driver_with(&mut self, overrides: &[&str]) -> u32 {
+        let mut command = self.driver_command();
+        for o in overrides {
+            command.arg("--set").arg(o);
+        }
+        self.supervisor.spawn("driver", command)
+    }
+
     pub fn start_executor(&mut self, name: &str) -> u32 {
         let mut command = Command::new(binaries::path("weir-executor"));
         command.args([

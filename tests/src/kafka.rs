@@ -327,3 +327,65 @@ where
         }
     }
 }
+
+fn admin() -> AdminClient<DefaultClientContext> {
+    client_config().create().expect("admin client for the test broker")
+}
+
+/// `DeleteRecords`: removes every record of `topic`-`partition` below `before`, as retention
+/// would. Returns the partition's new log start.
+pub async fn delete_records_before(topic: &str, partition: i32, before: i64) -> i64 {
+    let mut offsets = TopicPartitionList::new();
+    offsets.add_partition_offset(topic, partition, Offset::Offset(before)).expect("offset");
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let result = admin().delete_records(&offsets, &options).await.expect("DeleteRecords request");
+    let element = result.elements().into_iter().next().expect("one partition");
+    if let Err(e) = element.error() {
+        panic!("DeleteRecords on {topic}-{partition} failed: {e}");
+    }
+    let (low, _) = watermarks(topic, partition);
+    assert_eq!(low, before, "the log of {topic}-{partition} starts at {before} now");
+    low
+}
+
+/// Grows `topic` to `partitions` partitions and waits until each has a leader.
+pub async fn add_partitions(topic: &str, partitions: i32) {
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let new = rdkafka::admin::NewPartitions::new(topic, partitions as usize);
+    let results = admin().create_partitions([&new], &options).await.expect("CreatePartitions");
+    for result in results {
+        if let Err((topic, code)) = result {
+            panic!("adding partitions to {topic} failed: {code}");
+        }
+    }
+    let consumer: BaseConsumer = client_config().create().expect("metadata client");
+    let started = Instant::now();
+    while partition_count(&consumer, topic) < partitions {
+        assert!(started.elapsed() < DEADLINE, "{topic} did not grow to {partitions} partitions");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Deletes `topic` and waits until the cluster no longer lists it.
+pub async fn delete_topic(topic: &str) {
+    let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let results = admin().delete_topics(&[topic], &options).await.expect("DeleteTopics request");
+    for result in results {
+        if let Err((topic, code)) = result {
+            panic!("deleting topic {topic} failed: {code}");
+        }
+    }
+    let consumer: BaseConsumer = client_config().create().expect("metadata client");
+    let started = Instant::now();
+    loop {
+        let listed = consumer
+            .fetch_metadata(None, Duration::from_secs(10))
+            .map(|m| m.topics().iter().any(|t| t.name() == topic))
+            .unwrap_or(true);
+        if !listed {
+            return;
+        }
+        assert!(started.elapsed() < DEADLINE, "topic {topic} still listed after deletion");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

@@ -54,6 +54,23 @@ pub struct SourceConfig {
     /// Where a partition starts when etcd holds no offsets for it yet.
     #[serde(default)]
     pub starting_offsets: StartingOffsets,
+    /// The most records per second one partition feeds into batches; none: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_rate_per_partition: Option<u64>,
+    /// The most records in one batch, split over the partitions in proportion to their lag
+    /// (every lagging partition gets at least one); none: no cap.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_records_per_batch: Option<u64>,
+    /// The rate per partition of the batches after a start, until the rate controller has
+    /// measured a batch; none: only the other limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub initial_rate_per_partition: Option<u64>,
+    /// Whether the rate controller sizes batches from the measured processing rate.
+    #[serde(default = "default_backpressure")]
+    pub backpressure: bool,
+    /// What to do when records to read are gone (retention, a deleted or recreated topic).
+    #[serde(default)]
+    pub on_data_loss: OnDataLoss,
     /// `[source.kafka]`: librdkafka consumer properties, passed through.
     #[serde(
         default,
@@ -79,6 +96,21 @@ impl SourceConfig {
 
 pub(super) fn anchored(pattern: &str) -> Result<regex::Regex, regex::Error> {
     regex::Regex::new(&format!("^(?:{pattern})$"))
+}
+
+/// When offsets the job still has to read are no longer in Kafka.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDataLoss {
+    /// Stop the job with an error naming the partition, the missing offsets and the count.
+    #[default]
+    Fail,
+    /// Jump to the log start, count the lost records, warn.
+    Skip,
+}
+
+fn default_backpressure() -> bool {
+    true
 }
 
 /// Where a partition starts on the job's first run. Once offsets are in etcd they win.

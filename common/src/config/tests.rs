@@ -369,3 +369,35 @@ fn unknown_keys_inside_a_step_are_named() {
     let text = with("[transform]\nsteps = [{ type = \"keep\", fields = [\"a\"], x = 1 }]");
     assert_eq!(error(&text), "transform.steps[0].x: unknown key; expected `fields`");
 }
+
+#[test]
+fn flow_limits_are_positive_and_the_initial_rate_within_the_maximum() {
+    let source = |extra: &str| {
+        MINIMAL.replace("topics = [\"raw\"]", &format!("topics = [\"raw\"]\n{extra}"))
+    };
+    let config = JobConfig::from_toml_str(&source(
+        "max_rate_per_partition = 1000\nmax_records_per_batch = 50000\n\
+         initial_rate_per_partition = 100\non_data_loss = \"skip\"\nbackpressure = false",
+    ))
+    .unwrap();
+    assert_eq!(config.source.max_rate_per_partition, Some(1000));
+    assert_eq!(config.source.max_records_per_batch, Some(50_000));
+    assert_eq!(config.source.initial_rate_per_partition, Some(100));
+    assert_eq!(config.source.on_data_loss, super::OnDataLoss::Skip);
+    assert!(!config.source.backpressure);
+    let defaults = JobConfig::from_toml_str(MINIMAL).unwrap();
+    assert_eq!(defaults.source.on_data_loss, super::OnDataLoss::Fail);
+    assert!(defaults.source.backpressure);
+    assert_eq!(
+        error(&source("max_records_per_batch = 0")),
+        "source.max_records_per_batch: got 0, expected a number >= 1 (leave it out for no limit)"
+    );
+    assert_eq!(
+        error(&source("max_rate_per_partition = 10\ninitial_rate_per_partition = 20")),
+        "source.initial_rate_per_partition: 20 is above source.max_rate_per_partition (10)"
+    );
+    assert!(error(&source("on_data_loss = \"ignore\"")).starts_with("source.on_data_loss"));
+    // The effective config round-trips.
+    let again = JobConfig::from_toml_str(&config.to_toml_string()).unwrap();
+    assert_eq!(again, config);
+}

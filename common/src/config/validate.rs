@@ -65,6 +65,25 @@ fn source(source: &SourceConfig) -> Result<(), ConfigError> {
             }
         }
     }
+    let limits = [
+        ("source.max_rate_per_partition", source.max_rate_per_partition),
+        ("source.max_records_per_batch", source.max_records_per_batch),
+        ("source.initial_rate_per_partition", source.initial_rate_per_partition),
+    ];
+    for (key, value) in limits {
+        if value == Some(0) {
+            return Err(invalid(key, "0".into(), "a number >= 1 (leave it out for no limit)"));
+        }
+    }
+    if let (Some(initial), Some(max)) =
+        (source.initial_rate_per_partition, source.max_rate_per_partition)
+        && initial > max
+    {
+        return Err(rule(
+            "source.initial_rate_per_partition",
+            format!("{initial} is above source.max_rate_per_partition ({max})"),
+        ));
+    }
     match &source.starting_offsets {
         StartingOffsets::Earliest | StartingOffsets::Latest => {}
         StartingOffsets::Timestamp { timestamp_ms } if *timestamp_ms < 0 => {

@@ -26,7 +26,7 @@ fn ranges(batch: u64, lane: LaneId) -> Vec<OffsetRange> {
 
 fn plan(id: u64, lanes: impl IntoIterator<Item = LaneId>) -> BatchPlan {
     let tasks = lanes.into_iter().map(|lane| LaneTask { lane, ranges: ranges(id, lane) }).collect();
-    BatchPlan { id, tasks, planned_at_ms: 0 }
+    BatchPlan { id, tasks, planned_at_ms: 0, data_lost: Vec::new() }
 }
 
 fn scheduler() -> Scheduler {

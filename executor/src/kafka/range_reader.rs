@@ -17,6 +17,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::BorrowedMessage;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_common::config::OnDataLoss;
 use weir_common::{OffsetRange, TopicPartition};
 
 use crate::error::TaskError;
@@ -55,11 +56,12 @@ struct Cached {
 
 pub struct ConsumerCache {
     config: ClientConfig,
+    on_data_loss: OnDataLoss,
     idle: Mutex<HashMap<TopicPartition, Cached>>,
 }
 
 impl ConsumerCache {
-    pub fn new(mut config: ClientConfig) -> Self {
+    pub fn new(mut config: ClientConfig, on_data_loss: OnDataLoss) -> Self {
         if config.get("queued.max.messages.kbytes").is_none() {
             // Each cached consumer prefetches up to this much; librdkafka's 64 MiB per
             // partition would let an executor's memory grow with its partition count.
@@ -72,23 +74,25 @@ impl ConsumerCache {
             .set("auto.offset.reset", "error")
             .set("isolation.level", "read_committed")
             .set("enable.partition.eof", "true");
-        ConsumerCache { config, idle: Mutex::new(HashMap::new()) }
+        ConsumerCache { config, on_data_loss, idle: Mutex::new(HashMap::new()) }
     }
 
     /// Reads `range`, calling `on_record` for each record. Stops early, with an error, when
-    /// `cancel` is set or `on_record` fails.
+    /// `cancel` is set or `on_record` fails. Returns how many records of the range Kafka no
+    /// longer held and were skipped (`source.on_data_loss = "skip"`; with `"fail"` that is an
+    /// error).
     pub fn read(
         &self,
         range: &OffsetRange,
         cancel: &AtomicBool,
         mut on_record: impl FnMut(&BorrowedMessage<'_>) -> Result<(), TaskError>,
-    ) -> Result<(), TaskError> {
+    ) -> Result<u64, TaskError> {
         if range.is_empty() {
-            return Ok(());
+            return Ok(0);
         }
         let tp = range.topic_partition();
         let mut cached = self.checkout(tp)?;
-        let result = read_into(&mut cached, range, cancel, &mut on_record);
+        let result = read_into(&mut cached, range, self.on_data_loss, cancel, &mut on_record);
         if result.is_err() {
             cached.next = None;
         }
@@ -124,9 +128,10 @@ fn seek(cached: &mut Cached, tp: &TopicPartition, from: i64) -> Result<(), TaskE
 fn read_into(
     cached: &mut Cached,
     range: &OffsetRange,
+    on_data_loss: OnDataLoss,
     cancel: &AtomicBool,
     on_record: &mut impl FnMut(&BorrowedMessage<'_>) -> Result<(), TaskError>,
-) -> Result<(), TaskError> {
+) -> Result<u64, TaskError> {
     use rdkafka::message::Message;
     let tp = range.topic_partition();
     let (from, until) = (range.from(), range.until());
@@ -142,6 +147,7 @@ fn read_into(
     if seeked {
         seek(cached, tp, from)?;
     }
+    let mut lost = 0;
     let mut last_progress = Instant::now();
     // An end-of-partition event that may be stale: usually records already fetched follow it.
     let mut unproven_eof: Option<Instant> = None;
@@ -173,7 +179,7 @@ fn read_into(
                     // A gap reached past `until`: the record belongs to the next range, which
                     // must seek back to it.
                     cached.next = None;
-                    return Ok(());
+                    return Ok(lost);
                 }
                 on_record(&m)?;
                 position = offset + 1;
@@ -184,16 +190,58 @@ fn read_into(
                 // The rest of the range is a gap (transaction markers, aborted or compacted
                 // records).
                 cached.next = None;
-                return Ok(());
+                return Ok(lost);
             }
             Some(Err(KafkaError::PartitionEOF(_))) => {
                 unproven_eof.get_or_insert_with(Instant::now);
+            }
+            Some(Err(e)) if is_out_of_range(&e) => {
+                // Deleted after the batch was planned (retention, DeleteRecords).
+                let start = log_start(cached, tp)?;
+                if start <= position {
+                    return Err(classify(e, range, position));
+                }
+                let gone = start.min(until) - position;
+                if on_data_loss == OnDataLoss::Fail {
+                    return Err(TaskError::fatal(format!(
+                        "offsets [{position}, {start}) of {tp} are no longer in Kafka: {gone} \
+                         records of this task's range {range} are gone (retention or \
+                         DeleteRecords). Set source.on_data_loss = \"skip\" to go on"
+                    )));
+                }
+                tracing::warn!(partition = %tp, from = position, until = start.min(until), records = gone,
+                    "Offsets no longer in Kafka; skipped (source.on_data_loss = \"skip\")");
+                lost += gone as u64;
+                if start >= until {
+                    cached.next = None;
+                    return Ok(lost);
+                }
+                position = start;
+                seek(cached, tp, position)?;
+                seeked = true;
+                unproven_eof = None;
             }
             Some(Err(e)) => return Err(classify(e, range, position)),
         }
     }
     cached.next = Some(until);
-    Ok(())
+    Ok(lost)
+}
+
+fn is_out_of_range(e: &KafkaError) -> bool {
+    matches!(
+        e.rdkafka_error_code(),
+        Some(RDKafkaErrorCode::OffsetOutOfRange) | Some(RDKafkaErrorCode::AutoOffsetReset)
+    )
+}
+
+/// The first offset still in the partition's log.
+fn log_start(cached: &Cached, tp: &TopicPartition) -> Result<i64, TaskError> {
+    let (low, _) = cached
+        .consumer
+        .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
+        .map_err(|e| TaskError::retryable(format!("reading the log start of {tp}: {e}")))?;
+    Ok(low)
 }
 
 fn classify(e: KafkaError, range: &OffsetRange, position: i64) -> TaskError {

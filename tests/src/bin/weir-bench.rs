@@ -3,6 +3,7 @@
 //! ```text
 //! cargo build --release -p weir-tests --bins && cargo build --release --bins
 //! target/release/weir-bench [RECORDS]      # default 1,000,000
+//! target/release/weir-bench memory [RECORDS]   # executor peak memory; default 5,000,000
 //! ```
 //!
 //! - `identity`: RECORDS demo events (`weir-kafka produce --events`) over 8 partitions, then one
@@ -39,6 +40,9 @@ const PARTITIONS: i32 = 8;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    if std::env::args().nth(1).as_deref() == Some("memory") {
+        return memory(std::env::args().nth(2)).await;
+    }
     let records: u64 = match std::env::args().nth(1) {
         Some(n) => n.parse().context("RECORDS must be a number")?,
         None => 1_000_000,
@@ -204,6 +208,70 @@ async fn main() -> anyhow::Result<()> {
         cpu_ms / rounds.max(1) as f64
     );
     Ok(())
+}
+
+/// `weir-bench memory [RECORDS]`: one executor drains backlogs of RECORDS / 10 and RECORDS
+/// (default 5,000,000) demo events over 8 partitions, exactly-once to Kafka; prints each
+/// process's peak resident memory (`VmHWM`), so a growing backlog shows whether it grows too.
+async fn memory(records: Option<String>) -> anyhow::Result<()> {
+    let records: u64 = match records {
+        Some(n) => n.parse().context("RECORDS must be a number")?,
+        None => 5_000_000,
+    };
+    let services = services::ensure();
+    let exe = std::env::current_exe().context("weir-bench's path")?;
+    let bin_dir = exe.parent().context("weir-bench's directory")?.to_owned();
+    let names = TestNames::new("bench-memory");
+    let logs = bin_dir.join("weir-bench-logs").join(&names.job);
+    std::fs::create_dir_all(&logs)?;
+    println!("weir-bench memory: logs in {}", logs.display());
+    println!();
+    println!("| backlog | MB (key + payload) | drained in | executor peak RSS | driver peak RSS |");
+    println!("|---:|---:|---:|---:|---:|");
+    for backlog in [records / 10, records] {
+        let job = format!("{}-{backlog}", names.job);
+        let (input, output) = (format!("{job}.in"), format!("{job}.out"));
+        kafka::create_topic(&input, PARTITIONS).await;
+        kafka::create_topic(&output, PARTITIONS).await;
+        run_tool(&bin_dir, &["produce", &input, &backlog.to_string(), "--events"])?;
+        let config = logs.join(format!("{backlog}.toml"));
+        let text = job_config(&job, services, &input, &output, free_port(), "exactly-once");
+        std::fs::write(&config, text)?;
+        let prefix = format!("/weir-bench/{job}");
+        let run_logs = logs.join(backlog.to_string());
+        std::fs::create_dir_all(&run_logs)?;
+        let mut children = Children::new(&run_logs);
+        let started = Instant::now();
+        let driver = children.spawn("driver", driver_command(&bin_dir, &config, "1s"))?;
+        let executor =
+            children.spawn("ex-1", executor_command(&bin_dir, &job, &prefix, services, "ex-1"))?;
+        let keys = JobKeys::new(&prefix, &job);
+        let mut etcd = etcd::client().await;
+        while committed_records(&mut etcd, &keys, &input).await? < backlog as i64 {
+            ensure!(started.elapsed() < Duration::from_secs(1200), "not drained in 20 minutes");
+            children.check_running()?;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let took = started.elapsed();
+        let (executor_peak, driver_peak) = (peak_rss_mib(executor)?, peak_rss_mib(driver)?);
+        children.terminate("driver", driver, Duration::from_secs(30))?;
+        children.terminate("ex-1", executor, Duration::from_secs(30))?;
+        let bytes: i64 = (0..PARTITIONS).map(|p| kafka::watermarks(&input, p).1).sum::<i64>() * 92;
+        println!(
+            "| {backlog} | ~{} | {:.1} s | {executor_peak:.0} MiB | {driver_peak:.0} MiB |",
+            bytes / 1_000_000,
+            took.as_secs_f64()
+        );
+    }
+    Ok(())
+}
+
+/// The peak resident set of `pid` so far (`VmHWM` in `/proc/PID/status`), in MiB.
+fn peak_rss_mib(pid: u32) -> anyhow::Result<f64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:")).context("no VmHWM")?;
+    let kib: f64 = line.split_whitespace().nth(1).context("VmHWM value")?.parse()?;
+    Ok(kib / 1024.0)
 }
 
 const TRICKLE_RATE: u64 = 2_000;

@@ -5,5 +5,6 @@
 mod bad_input;
 mod delivery;
 mod guarantees;
+mod kafka_cases;
 mod restarts;
 mod user_transform;
