@@ -17,6 +17,8 @@ use crate::error::TaskError;
 
 /// How long a task's flush may take before the task fails (retryable).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most a lane's transactional producer keeps queued, in KiB.
+const LANE_QUEUE_KBYTES: u32 = 16 * 1024;
 /// How long librdkafka tries to deliver one record before it reports the record failed.
 const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -83,6 +85,12 @@ impl SharedProducer {
     ) -> Result<Self, TaskError> {
         let timeout_ms = transaction_timeout.as_millis().to_string();
         let message_timeout_ms = transaction_timeout.min(DEFAULT_MESSAGE_TIMEOUT).as_millis();
+        if config.get("queue.buffering.max.kbytes").is_none() {
+            // librdkafka queues up to 1 GiB per producer by default; with a producer per lane
+            // that would let an executor's memory grow with its lanes. A full queue makes `send`
+            // wait, which slows the reader: backpressure.
+            config.set("queue.buffering.max.kbytes", LANE_QUEUE_KBYTES.to_string());
+        }
         config
             .set("transactional.id", transactional_id)
             .set("transaction.timeout.ms", timeout_ms)
