@@ -256,3 +256,24 @@ async fn a_deleted_source_topic_fails_or_is_skipped() {
         }
     }
 }
+
+/// With `pattern`, a topic created while the job runs is picked up at planning and read from
+/// `starting_offsets` (earliest here): the records written to it before it was noticed arrive.
+#[tokio::test]
+async fn a_pattern_picks_up_a_topic_created_while_running() {
+    let mut job = JobFixture::new("pattern-new-topic", 2, "").await;
+    // Job names are letters, digits and dashes: only the dot needs escaping.
+    let pattern = format!("{}\\\\.(in|late-in)", job.names.job);
+    job.write_config(&format!("pattern = \"{pattern}\""), "");
+    kafka::produce_ids(&job.input, 2, 500).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.wait_committed(&job.input.clone(), 500, LIMIT).await;
+
+    let late = job.names.topic("late-in");
+    kafka::create_topic(&late, 2).await;
+    kafka::produce_range(&late, 2, 500..1_000).await;
+    job.wait_committed(&late, 500, LIMIT).await;
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 1_000, "the new topic's records, written before discovery, arrived");
+}
