@@ -120,15 +120,13 @@ wait_for_log() {
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
 # --- services and build -------------------------------------------------------------------------
-step "install (apt packages, Kafka jars; cached after the first run)"
-bash "$services" install
-
-step "services"
-if bash "$services" status; then
-  echo "services already running; leaving them running afterwards" >&2
-else
+step "install (apt packages, Kafka jars; cached after the first run) and services"
+# An assignment, so that a failed install or start stops this script (set -e).
+services_state="$(bash "$services" up)"
+if [ "$services_state" = started ]; then
   started_services=1
-  bash "$services" start
+else
+  echo "services already running; leaving them running afterwards" >&2
 fi
 eval "$(bash "$services" env)"
 export WEIR_KAFKA_BROKERS WEIR_ETCD_ENDPOINTS

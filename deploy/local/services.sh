@@ -5,6 +5,7 @@
 #
 #   deploy/local/services.sh install   apt packages + Kafka jars (cached; seconds the second time)
 #   deploy/local/services.sh start     start both (installs first if needed); returns when both answer
+#   deploy/local/services.sh up        install, then start unless both run; prints "started" or "running"
 #   deploy/local/services.sh stop      stop what `start` started, by recorded pid
 #   deploy/local/services.sh status    say what runs; exit 0 only when both run
 #   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
@@ -310,6 +311,17 @@ cmd_start() {
   say "up: kafka 127.0.0.1:$kafka_port, etcd http://127.0.0.1:$etcd_port (logs in $log_dir)"
 }
 
+# For scripts that stop afterwards only what they started: the one word on stdout says which.
+cmd_up() {
+  cmd_install >&2
+  if cmd_status >&2; then
+    echo running
+  else
+    cmd_start >&2
+    echo started
+  fi
+}
+
 cmd_stop() {
   stop_one kafka "kafka.Kafka"
   stop_one etcd "etcd --name weir-local"
@@ -337,6 +349,7 @@ cmd_kafka_tool() {
 case "${1:-}" in
   install) with_lock cmd_install ;;
   start) with_lock cmd_start ;;
+  up) with_lock cmd_up ;;
   stop) with_lock cmd_stop ;;
   reset) with_lock cmd_reset ;;
   status) mkdir -p "$run_dir"; cmd_status ;;

@@ -12,15 +12,13 @@ services="$root/deploy/local/services.sh"
 
 step() { printf '\n== %s\n' "$*" >&2; }
 
-step "install (apt packages, Kafka jars; cached after the first run)"
-bash "$services" install
-
-step "services"
-if bash "$services" status; then
-  echo "services already running; leaving them running afterwards" >&2
-else
-  bash "$services" start
+step "install (apt packages, Kafka jars; cached after the first run) and services"
+# An assignment, so that a failed install or start stops this script (set -e).
+services_state="$(bash "$services" up)"
+if [ "$services_state" = started ]; then
   trap 'bash "$services" stop' EXIT
+else
+  echo "services already running; leaving them running afterwards" >&2
 fi
 # The tests must use these services; if one dies mid-run they fail instead of starting another.
 export WEIR_TEST_NO_START=1

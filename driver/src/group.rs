@@ -13,12 +13,13 @@ use std::time::Duration;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 use weir_common::TopicPartition;
 use weir_common::config::JobConfig;
 
 use crate::error::DriverError;
+use crate::source::client_config;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -31,19 +32,10 @@ pub fn group_name(job: &str) -> String {
     format!("weir.{job}")
 }
 
-fn client_config(config: &JobConfig) -> ClientConfig {
-    let mut client = ClientConfig::new();
-    for (k, v) in &config.source.kafka {
-        client.set(k, v);
-    }
-    client.set("bootstrap.servers", &config.source.brokers);
-    client
-}
-
 impl JobGroup {
     pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
         let name = group_name(&config.job.name);
-        let consumer = client_config(config)
+        let consumer = client_config(&config.source)
             .set("group.id", &name)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
@@ -106,7 +98,7 @@ pub async fn check_transaction_timeout(config: &JobConfig) -> Result<(), DriverE
     let brokers = &config.source.brokers;
     let kafka = |message: String| DriverError::Kafka { brokers: brokers.clone(), message };
     let admin: AdminClient<DefaultClientContext> =
-        client_config(config).create().map_err(|e| kafka(format!("admin client: {e}")))?;
+        client_config(&config.source).create().map_err(|e| kafka(format!("admin client: {e}")))?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, KAFKA_TIMEOUT)

@@ -326,8 +326,6 @@ impl JobLoop {
         self.update_rate_limits(states.len());
         let budget = self.budget();
         let planned = plan_batch(self.next_batch, &states, &self.lanes, budget, now_ms());
-        let allowed = planned.as_ref().map_or(0, |p| p.max_records() as i64);
-        self.limited.insert(self.next_batch, allowed < lag);
         let plan = match (planned, data_lost.is_empty()) {
             (Some(plan), _) => Some(BatchPlan { data_lost, ..plan }),
             // Only skipped offsets: a batch without tasks still moves the partitions on.
@@ -354,6 +352,8 @@ impl JobLoop {
             took_ms = started.elapsed().as_millis() as u64,
             "Batch recorded"
         );
+        // Cut by the budget when it leaves records behind: what the rate controller learns.
+        self.limited.insert(plan.id, (plan.max_records() as i64) < lag);
         advance(&mut self.planned, &plan);
         self.next_batch = plan.id + 1;
         self.status.lock().expect("status").lag = lag;

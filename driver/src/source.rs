@@ -20,14 +20,21 @@ pub struct Source {
     matcher: Option<regex::Regex>,
 }
 
+/// A client for the source cluster: the `[source.kafka]` properties and the brokers. Callers set
+/// what their use needs on top.
+pub fn client_config(config: &SourceConfig) -> ClientConfig {
+    let mut client = ClientConfig::new();
+    for (k, v) in &config.kafka {
+        client.set(k, v);
+    }
+    client.set("bootstrap.servers", &config.brokers);
+    client
+}
+
 impl Source {
     pub fn new(config: &SourceConfig) -> Result<Self, DriverError> {
-        let mut client = ClientConfig::new();
-        for (k, v) in &config.kafka {
-            client.set(k, v);
-        }
+        let mut client = client_config(config);
         client
-            .set("bootstrap.servers", &config.brokers)
             // The end of the log as a read_committed reader sees it: the last stable offset, so a
             // batch never waits on an open transaction in the input.
             .set("isolation.level", "read_committed")

@@ -45,14 +45,7 @@ const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 const COMMIT_ATTEMPTS: u32 = 3;
 
 pub struct TransactionalSink {
-    job: String,
-    producer_config: ClientConfig,
-    brokers: String,
-    topic: String,
-    partitioning: Partitioning,
-    dead_letter_topic: Option<String>,
-    transaction_timeout: Duration,
-    group: GroupProgress,
+    settings: TransactionalSettings,
     lanes: Mutex<HashMap<LaneId, Lane>>,
 }
 
@@ -77,17 +70,7 @@ pub struct TransactionalSettings {
 
 impl TransactionalSink {
     pub fn new(settings: TransactionalSettings) -> Self {
-        TransactionalSink {
-            job: settings.job,
-            producer_config: settings.producer_config,
-            brokers: settings.brokers,
-            topic: settings.topic,
-            partitioning: settings.partitioning,
-            dead_letter_topic: settings.dead_letter_topic,
-            transaction_timeout: settings.transaction_timeout,
-            group: settings.group,
-            lanes: Mutex::new(HashMap::new()),
-        }
+        TransactionalSink { settings, lanes: Mutex::new(HashMap::new()) }
     }
 
     pub fn transactional_id(job: &str, lane: LaneId) -> String {
@@ -99,15 +82,18 @@ impl TransactionalSink {
         if let Some(known) = self.lanes.lock().expect("lanes").get(&lane) {
             return Ok(known.producer.clone());
         }
-        let id = Self::transactional_id(&self.job, lane);
+        let id = Self::transactional_id(&self.settings.job, lane);
         let producer = SharedProducer::transactional(
-            self.producer_config.clone(),
-            &self.brokers,
+            self.settings.producer_config.clone(),
+            &self.settings.brokers,
             &id,
-            self.transaction_timeout,
+            self.settings.transaction_timeout,
         )?;
         producer.client().init_transactions(INIT_TIMEOUT).map_err(|e| {
-            TaskError::retryable(format!("init_transactions for {id} on {}: {e}", self.brokers))
+            TaskError::retryable(format!(
+                "init_transactions for {id} on {}: {e}",
+                self.settings.brokers
+            ))
         })?;
         info!(lane, transactional_id = %id, "Lane producer initialised; older owners are fenced");
         let known = Lane { producer: producer.clone(), committed: BTreeMap::new() };
@@ -137,7 +123,7 @@ impl TransactionalSink {
         {
             return Ok(known.committed.clone());
         }
-        self.group.committed(ranges)
+        self.settings.group.committed(ranges)
     }
 
     /// After a commit: the lane's producer now knows its progress.
@@ -155,7 +141,7 @@ impl TransactionalSink {
     fn failed(&self, output: &mut TransactionOutput<'_>, what: &str, e: KafkaError) -> TaskError {
         let message = format!(
             "{what} for {} (lane {}): {e}",
-            Self::transactional_id(&self.job, output.lane),
+            Self::transactional_id(&self.settings.job, output.lane),
             output.lane
         );
         match Failure::of(&e) {
@@ -184,7 +170,9 @@ impl Sink for TransactionalSink {
     fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
         let producer = self.lane_producer(task.lane)?;
         let committed = self.progress(task.lane, ranges)?;
-        match task_progress(ranges, &committed, self.group.name()).map_err(TaskError::fatal)? {
+        match task_progress(ranges, &committed, self.settings.group.name())
+            .map_err(TaskError::fatal)?
+        {
             TaskProgress::AlreadyCommitted => {
                 info!(lane = task.lane, "Task already committed in Kafka; not written again");
                 return Ok(Begun::AlreadyCommitted);
@@ -235,16 +223,16 @@ struct TransactionOutput<'a> {
 
 impl TaskOutput for TransactionOutput<'_> {
     fn write(&mut self, record: &Record<'_>) -> Result<u64, TaskError> {
-        let partition = match self.sink.partitioning {
+        let partition = match self.sink.settings.partitioning {
             Partitioning::Key => None,
             Partitioning::SameAsInput => Some(record.partition),
         };
-        self.producer.send(&self.deliveries, &self.sink.topic, partition, record, None)?;
+        self.producer.send(&self.deliveries, &self.sink.settings.topic, partition, record, None)?;
         Ok(record_bytes(record))
     }
 
     fn write_dead_letter(&mut self, record: &Record<'_>, reason: &str) -> Result<(), TaskError> {
-        let Some(topic) = &self.sink.dead_letter_topic else {
+        let Some(topic) = &self.sink.settings.dead_letter_topic else {
             return Err(super::dead_letters::no_dead_letter_topic(record));
         };
         let header = (ERROR_HEADER, reason.as_bytes());
@@ -258,8 +246,11 @@ impl TaskOutput for TransactionOutput<'_> {
         self.producer.flush(&self.deliveries)?;
         let offsets = GroupProgress::offsets_after(&self.ranges);
         let client = self.producer.client();
-        let sent =
-            client.send_offsets_to_transaction(&offsets, sink.group.metadata(), CALL_TIMEOUT);
+        let sent = client.send_offsets_to_transaction(
+            &offsets,
+            sink.settings.group.metadata(),
+            CALL_TIMEOUT,
+        );
         if let Err(e) = sent {
             return Err(sink.failed(&mut self, "send_offsets_to_transaction", e));
         }

@@ -245,13 +245,8 @@ async fn memory(records: Option<String>) -> anyhow::Result<()> {
         let driver = children.spawn("driver", driver_command(&bin_dir, &config, "1s"))?;
         let executor =
             children.spawn("ex-1", executor_command(&bin_dir, &job, &prefix, services, "ex-1"))?;
-        let keys = JobKeys::new(&prefix, &job);
-        let mut etcd = etcd::client().await;
-        while committed_records(&mut etcd, &keys, &input).await? < backlog as i64 {
-            ensure!(started.elapsed() < Duration::from_secs(1200), "not drained in 20 minutes");
-            children.check_running()?;
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        let limit = Duration::from_secs(1200);
+        wait_committed(&mut children, &prefix, &job, &input, backlog, limit).await?;
         let took = started.elapsed();
         let (executor_peak, driver_peak) = (peak_rss_mib(executor)?, peak_rss_mib(driver)?);
         children.terminate("driver", driver, Duration::from_secs(30))?;
@@ -322,13 +317,7 @@ async fn small_batches(
         tokio::time::sleep(next.saturating_sub(started.elapsed())).await;
         children.check_running()?;
     }
-    let keys = JobKeys::new(&prefix, &job);
-    let mut etcd = etcd::client().await;
-    while committed_records(&mut etcd, &keys, &input).await? < total as i64 {
-        ensure!(started.elapsed() < Duration::from_secs(120), "the trickle was not committed");
-        children.check_running()?;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    wait_committed(&mut children, &prefix, &job, &input, total, Duration::from_secs(120)).await?;
     children.terminate("driver", driver, Duration::from_secs(30))?;
     for (id, pid) in executors {
         children.terminate(id, pid, Duration::from_secs(30))?;
@@ -508,6 +497,27 @@ fn run_tool(bin_dir: &Path, args: &[&str]) -> anyhow::Result<String> {
         Command::new(&tool).args(args).output().with_context(|| tool.display().to_string())?;
     ensure!(out.status.success(), "weir-kafka {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Waits until etcd holds `records` offsets of `input` as committed for `job`; fails when a
+/// child exits or after `limit`.
+async fn wait_committed(
+    children: &mut Children,
+    prefix: &str,
+    job: &str,
+    input: &str,
+    records: u64,
+    limit: Duration,
+) -> anyhow::Result<()> {
+    let keys = JobKeys::new(prefix, job);
+    let mut etcd = etcd::client().await;
+    let started = Instant::now();
+    while committed_records(&mut etcd, &keys, input).await? < records as i64 {
+        ensure!(started.elapsed() < limit, "{input}: not all committed within {limit:?}");
+        children.check_running()?;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
 }
 
 /// Committed next offsets of `topic` in etcd, summed over its partitions.
