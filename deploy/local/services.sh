@@ -39,9 +39,12 @@ pom="$here/kafka/pom.xml"
 kafka_key="$(sha256sum "$pom" | cut -c1-16)"
 kafka_libs="$cache_dir/kafka/$kafka_key/libs"
 
-# Debian packages Weir's build and services need. The command each provides is checked first, so
-# a machine that has them already never touches apt.
-apt_packages=(protobuf-compiler etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl openjdk-17-jre-headless maven)
+# Debian packages Weir's build, tests, demo and services need; each is checked first, so a machine
+# that has them already never touches apt. deploy/docker/fresh-machine.sh proves on a clean
+# Debian 12 that nothing is missing. libprotobuf-dev: the well-known .proto files
+# (google/protobuf/*.proto) that etcd-client's build compiles; protobuf-compiler only recommends
+# it. procps: pgrep in demo.sh.
+apt_packages=(protobuf-compiler libprotobuf-dev etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl procps openjdk-17-jre-headless maven)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

@@ -1,9 +1,12 @@
 #!/usr/bin/env bash
-# The README test command: installs what Weir needs (apt packages, Kafka jars), starts the local
-# Kafka and etcd unless they already run, then lints, builds once and runs every test against
-# the real services. Services this script started are stopped when it ends, pass or fail.
+# The README test command: first proves in a clean Debian 12 container that the install step is
+# enough to build Weir (deploy/docker/fresh-machine.sh), then installs what Weir needs here (apt
+# packages, Kafka jars), starts the local Kafka and etcd unless they already run, lints, builds
+# once and runs every test against the real services. Services this script started are stopped
+# when it ends, pass or fail.
 #
 # Extra arguments go to `cargo test`, e.g. `deploy/local/test.sh -p weir-tests smoke`.
+# WEIR_SKIP_FRESH_MACHINE=1 skips the container check (for a quick local loop; CI never sets it).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -11,6 +14,13 @@ cd "$root"
 services="$root/deploy/local/services.sh"
 
 step() { printf '\n== %s\n' "$*" >&2; }
+
+if [ "${WEIR_SKIP_FRESH_MACHINE:-0}" = 1 ]; then
+  step "fresh machine: skipped (WEIR_SKIP_FRESH_MACHINE=1)"
+else
+  step "fresh machine: the install step and the release build in a clean Debian 12 container"
+  bash "$root/deploy/docker/fresh-machine.sh"
+fi
 
 step "install (apt packages, Kafka jars; cached after the first run) and services"
 # An assignment, so that a failed install or start stops this script (set -e).
