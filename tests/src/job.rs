@@ -1,8 +1,12 @@
 //! A Weir job under test: its topics, its config file, its driver and executors as real child
 //! processes under a [`Supervisor`], and what etcd says about its progress.
+//!
+//! The parts also stand alone, for `weir-bench`, which runs its jobs from the release binaries:
+//! the config file ([`JobConfig`]), the executor's command line ([`executor_command`]) and the
+//! etcd progress reader ([`EtcdProgress`]).
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -65,39 +69,18 @@ impl JobFixture {
 
     /// Like [`write_config`](Self::write_config) with the `[sink]` section's body given.
     pub fn write_config_with_sink(&self, source_topics: &str, sink: &str, extra: &str) {
-        let s = services::ensure();
-        let etcd: Vec<String> = s.etcd_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
-        let text = format!(
-            r#"[job]
-name = "{job}"
-batch_interval = "200ms"
-
-[source]
-brokers = "{brokers}"
-{source_topics}
-
-[sink]
-{sink}
-
-[checkpoint]
-etcd = [{etcd}]
-prefix = "{prefix}"
-
-[driver]
-grpc_listen = "127.0.0.1:{port}"
-http_listen = "off"
-executor_timeout = "3s"
-heartbeat_interval = "500ms"
-
-{extra}
-"#,
-            job = self.names.job,
-            brokers = s.kafka_brokers,
-            etcd = etcd.join(", "),
-            prefix = self.prefix,
-            port = self.grpc_port,
-        );
-        std::fs::write(&self.config_path, text).expect("write job config");
+        let config = JobConfig {
+            job: &self.names.job,
+            prefix: &self.prefix,
+            batch_interval: "200ms",
+            source: source_topics,
+            sink,
+            grpc_port: self.grpc_port,
+            http_listen: "off",
+            driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
+            extra,
+        };
+        std::fs::write(&self.config_path, config.text()).expect("write job config");
     }
 
     pub fn driver_command(&self) -> Command {
@@ -121,19 +104,8 @@ heartbeat_interval = "500ms"
     }
 
     pub fn start_executor(&mut self, name: &str) -> u32 {
-        let mut command = Command::new(binaries::path("weir-executor"));
-        command.args([
-            "--job",
-            &self.names.job,
-            "--prefix",
-            &self.prefix,
-            "--etcd",
-            &services::ensure().etcd_endpoints.join(","),
-            "--id",
-            name,
-            "--slots",
-            "2",
-        ]);
+        let command =
+            executor_command(&binaries::path("weir-executor"), &self.names.job, &self.prefix, name);
         self.supervisor.spawn(name, command)
     }
 
@@ -141,11 +113,14 @@ heartbeat_interval = "500ms"
         JobKeys::new(&self.prefix, &self.names.job)
     }
 
+    /// This job's progress in etcd, over a connection of its own.
+    pub async fn progress(&self) -> EtcdProgress {
+        EtcdProgress::connect(&self.prefix, &self.names.job).await
+    }
+
     /// The committed progress in etcd, if any.
     pub async fn committed(&self) -> Option<OffsetsCheckpoint> {
-        let mut client = etcd::client().await;
-        let resp = client.get(self.keys().offsets(), None).await.expect("etcd get offsets");
-        resp.kvs().first().map(|kv| OffsetsCheckpoint::decode(kv.value()).expect("offsets decode"))
+        self.progress().await.committed().await
     }
 
     /// Every batch record in etcd, committed or not, by id.
@@ -173,17 +148,73 @@ heartbeat_interval = "500ms"
 
     /// Committed next offsets summed over `topic`'s partitions.
     pub async fn committed_records(&self, topic: &str) -> i64 {
-        self.committed()
-            .await
-            .map(|c| {
-                c.next_offsets.iter().filter(|(tp, _)| tp.topic == topic).map(|(_, o)| o).sum()
-            })
-            .unwrap_or(0)
+        self.progress().await.committed_records(topic).await
     }
 
     /// Waits until the committed offsets of `topic` sum to `total` (its end, for a topic written
     /// from offset 0 without transactions).
     pub async fn wait_committed(&self, topic: &str, total: i64, limit: Duration) {
+        self.progress().await.wait_committed(topic, total, limit, None).await;
+    }
+}
+
+/// A job's progress in etcd, read over one connection (for callers that poll often).
+#[derive(Clone)]
+pub struct EtcdProgress {
+    client: etcd_client::Client,
+    keys: JobKeys,
+}
+
+impl EtcdProgress {
+    /// How often [`wait_committed`](Self::wait_committed) reads etcd.
+    const POLL: Duration = Duration::from_millis(50);
+
+    /// The progress of `job` under the etcd prefix `prefix` (`checkpoint.prefix`).
+    pub async fn connect(prefix: &str, job: &str) -> Self {
+        Self { client: etcd::client().await, keys: JobKeys::new(prefix, job) }
+    }
+
+    /// The committed progress, if any.
+    pub async fn committed(&mut self) -> Option<OffsetsCheckpoint> {
+        let resp = self.client.get(self.keys.offsets(), None).await.expect("etcd get offsets");
+        resp.kvs().first().map(|kv| OffsetsCheckpoint::decode(kv.value()).expect("offsets decode"))
+    }
+
+    /// Committed next offsets summed over `topic`'s partitions; 0 before the first commit.
+    pub async fn committed_records(&mut self, topic: &str) -> i64 {
+        self.committed().await.map_or(0, |c| topic_records(&c, topic))
+    }
+
+    /// Ids of the batch records (committed ones are kept for a while too), ascending; reads the
+    /// keys only.
+    pub async fn recorded_batches(&mut self) -> Vec<u64> {
+        let prefix = self.keys.batches_prefix();
+        let options = etcd_client::GetOptions::new().with_prefix().with_keys_only();
+        let resp = self.client.get(prefix.as_str(), Some(options)).await.expect("etcd get batches");
+        let mut ids: Vec<u64> = resp
+            .kvs()
+            .iter()
+            .map(|kv| {
+                let key = String::from_utf8_lossy(kv.key());
+                let id = key.strip_prefix(&prefix).unwrap_or(&key);
+                id.parse().unwrap_or_else(|e| panic!("batch key {key:?}: {e}"))
+            })
+            .collect();
+        ids.sort_unstable();
+        ids
+    }
+
+    /// Waits until the committed offsets of `topic` sum to `total` (its end, for a topic written
+    /// from offset 0 without transactions). Panics past `limit`, when more than `total` is
+    /// committed, or, given the job's `supervisor`, as soon as one of its processes has exited
+    /// (the wait would be for nothing).
+    pub async fn wait_committed(
+        &mut self,
+        topic: &str,
+        total: i64,
+        limit: Duration,
+        mut supervisor: Option<&mut Supervisor>,
+    ) {
         let started = Instant::now();
         loop {
             let now = self.committed_records(topic).await;
@@ -198,9 +229,92 @@ heartbeat_interval = "500ms"
                 started.elapsed() < limit,
                 "only {now} of {total} offsets of {topic} committed after {limit:?}"
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            if let Some((name, status)) = supervisor.as_deref_mut().and_then(Supervisor::exited) {
+                panic!(
+                    "{name} exited ({status}) with {now} of {total} offsets of {topic} committed"
+                );
+            }
+            tokio::time::sleep(Self::POLL).await;
         }
     }
+}
+
+/// Committed next offsets of `topic` in `checkpoint`, summed over its partitions: how many of
+/// its records are done.
+pub fn topic_records(checkpoint: &OffsetsCheckpoint, topic: &str) -> i64 {
+    checkpoint.next_offsets.iter().filter(|(tp, _)| tp.topic == topic).map(|(_, o)| o).sum()
+}
+
+/// A job's config file: what [`JobFixture`] writes, and the benchmark too.
+pub struct JobConfig<'a> {
+    /// `job.name`.
+    pub job: &'a str,
+    /// `checkpoint.prefix`.
+    pub prefix: &'a str,
+    pub batch_interval: &'a str,
+    /// `[source]` lines besides the brokers, such as `topics = ["a", "b"]`.
+    pub source: &'a str,
+    /// The `[sink]` section's body.
+    pub sink: &'a str,
+    pub grpc_port: u16,
+    /// `driver.http_listen`: `off` or an address.
+    pub http_listen: &'a str,
+    /// More `[driver]` lines.
+    pub driver: &'a str,
+    /// TOML appended at the end (e.g. a `[transform]`).
+    pub extra: &'a str,
+}
+
+impl JobConfig<'_> {
+    /// The TOML, with the services' addresses.
+    pub fn text(&self) -> String {
+        let s = services::ensure();
+        let etcd: Vec<String> = s.etcd_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        format!(
+            r#"[job]
+name = "{job}"
+batch_interval = "{batch_interval}"
+
+[source]
+brokers = "{brokers}"
+{source}
+
+[sink]
+{sink}
+
+[checkpoint]
+etcd = [{etcd}]
+prefix = "{prefix}"
+
+[driver]
+grpc_listen = "127.0.0.1:{port}"
+http_listen = "{http_listen}"
+{driver}
+
+{extra}
+"#,
+            job = self.job,
+            batch_interval = self.batch_interval,
+            brokers = s.kafka_brokers,
+            source = self.source,
+            sink = self.sink,
+            etcd = etcd.join(", "),
+            prefix = self.prefix,
+            port = self.grpc_port,
+            http_listen = self.http_listen,
+            driver = self.driver,
+            extra = self.extra,
+        )
+    }
+}
+
+/// `weir-executor` (at `binary`) for `job` under the etcd prefix `prefix`, as executor `id` with
+/// two slots.
+pub fn executor_command(binary: &Path, job: &str, prefix: &str, id: &str) -> Command {
+    let mut command = Command::new(binary);
+    let etcd = services::ensure().etcd_endpoints.join(",");
+    command.args(["--job", job, "--prefix", prefix, "--etcd", &etcd, "--id", id, "--slots", "2"]);
+    command
 }
 
 /// Ids of records as the judge read them, sorted, with their count per id.

@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,13 +30,19 @@ impl Supervisor {
     pub fn new(test: &str) -> Self {
         let exe = std::env::current_exe().expect("test executable path");
         let target = exe.ancestors().nth(3).expect("target/<profile>/deps layout");
-        let log_dir = target.join("weir-test-logs").join(crate::names::unique(test));
-        std::fs::create_dir_all(&log_dir).expect("create test log directory");
+        Self::in_dir(target.join("weir-test-logs").join(crate::names::unique(test)))
+    }
+
+    /// A supervisor whose child logs go to `log_dir` (created if missing): for a program that is
+    /// not a test executable in `target/<profile>/deps/`, such as `weir-bench`.
+    pub fn in_dir(log_dir: PathBuf) -> Self {
+        std::fs::create_dir_all(&log_dir)
+            .unwrap_or_else(|e| panic!("create log directory {}: {e}", log_dir.display()));
         Self { children: Vec::new(), log_dir }
     }
 
     /// Where the children's logs (and a test's scratch files) go.
-    pub fn log_dir(&self) -> &std::path::Path {
+    pub fn log_dir(&self) -> &Path {
         &self.log_dir
     }
 
@@ -136,6 +142,21 @@ impl Supervisor {
         self.current(name).child.try_wait().expect("try_wait").is_none()
     }
 
+    /// The first name whose latest child is no longer running, with how it ended: a caller
+    /// waiting for the job to make progress would wait for nothing.
+    pub fn exited(&mut self) -> Option<(String, ExitStatus)> {
+        let mut names: Vec<String> = Vec::new();
+        for c in &self.children {
+            if !names.contains(&c.name) {
+                names.push(c.name.clone());
+            }
+        }
+        names.into_iter().find_map(|name| {
+            let status = self.current(&name).child.try_wait().expect("try_wait")?;
+            Some((name, status))
+        })
+    }
+
     /// Everything the latest child called `name` wrote so far.
     pub fn log(&mut self, name: &str) -> String {
         let path = self.current(name).log.clone();
@@ -166,9 +187,15 @@ impl Supervisor {
 /// The state letter of `/proc/{pid}/stat` ('R' running, 'S' sleeping, 'T' stopped, 'Z' zombie),
 /// or `None` when no such process exists.
 pub fn process_state(pid: u32) -> Option<char> {
+    stat_fields(pid)?.first()?.chars().next()
+}
+
+/// The fields of `/proc/{pid}/stat` after the command name (which is in parentheses and may
+/// contain spaces): `[0]` is field 3 of proc(5), the state; `[11]` and `[12]` are fields 14 and
+/// 15, the user and system CPU time in clock ticks. `None` when no such process exists.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The state follows the command name, which is in parentheses and may contain spaces.
-    stat.rsplit_once(')')?.1.trim_start().chars().next()
+    Some(stat.rsplit_once(')')?.1.split_whitespace().map(str::to_owned).collect())
 }
 
 impl Drop for Supervisor {
@@ -189,5 +216,37 @@ impl Drop for Supervisor {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn exited_names_the_latest_child_that_ended() {
+        let mut supervisor = Supervisor::new("supervisor-exited");
+        supervisor.spawn("short", Command::new("true"));
+        let mut long = Command::new("sleep");
+        long.arg("30");
+        supervisor.spawn("long", long);
+        assert!(supervisor.wait_exit("short", Duration::from_secs(5)).await.is_some());
+        let (name, status) = supervisor.exited().expect("one child ended");
+        assert_eq!(name, "short");
+        assert!(status.success());
+        // A restart under the same name replaces the ended child.
+        let mut again = Command::new("sleep");
+        again.arg("30");
+        supervisor.spawn("short", again);
+        assert_eq!(supervisor.exited(), None);
+    }
+
+    #[test]
+    fn stat_fields_start_at_the_state() {
+        // The test runs on a worker thread: the process's (main thread's) state is any letter.
+        let fields = stat_fields(std::process::id()).expect("our own stat");
+        assert!(fields[0].len() == 1 && fields[0].chars().all(|c| c.is_ascii_uppercase()));
+        assert!(fields[11].parse::<u64>().is_ok() && fields[12].parse::<u64>().is_ok());
+        assert_eq!(stat_fields(u32::MAX), None, "no such process");
     }
 }
