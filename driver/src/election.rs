@@ -5,10 +5,19 @@
 //!
 //! The generation is a decimal counter (not a protobuf value): it is a single number that only
 //! ever grows, and reading it needs no schema.
+//!
+//! Two loops here wait on their own rather than through `common::retry`, because neither retries
+//! a failed operation: `wait_to_lead` polls the leader key while another driver holds it, and
+//! `keep_alive` renews the lease on a fixed period, where a failure is only fatal once the lease
+//! can no longer be alive.
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, PutOptions, Txn, TxnOp, TxnOpResponse};
+use async_trait::async_trait;
+use etcd_client::{
+    Client, Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
+    TxnOpResponse,
+};
 use tokio_util::sync::CancellationToken;
 use weir_common::protocol::{JobKeys, LeaderRecord};
 
@@ -49,8 +58,9 @@ pub async fn campaign(
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let lease = client.lease_client().grant(ttl_secs, None).await.map_err(etcd)?.id();
     let keepalive_lost = CancellationToken::new();
-    let keepalive =
-        tokio::spawn(keep_alive(client.clone(), lease, ttl_secs, keepalive_lost.clone()));
+    let renewer = EtcdLease { client: client.clone(), lease, stream: None };
+    let ttl = Duration::from_secs(ttl_secs as u64);
+    let keepalive = tokio::spawn(keep_alive(renewer, lease, ttl, keepalive_lost.clone()));
     match wait_to_lead(client, keys, driver_id, address, lease, &keepalive_lost, etcd).await {
         Ok((generation, revision)) => {
             Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive })
@@ -137,41 +147,145 @@ async fn wait_to_lead(
     }
 }
 
-/// Keeps the lease alive every third of its TTL. A failed keep-alive is retried (with a new
-/// stream) until the lease's TTL has passed since the last success; only then, or when etcd says
-/// the lease is gone, is the leadership lost.
-async fn keep_alive(client: Client, lease: i64, ttl_secs: i64, lost: CancellationToken) {
-    let ttl = Duration::from_secs(ttl_secs as u64);
+/// One renewal of a lease: what `keep_alive` needs of etcd.
+#[async_trait]
+pub trait LeaseRenewer: Send {
+    /// Renews the lease once; returns the TTL etcd grants, 0 when the lease is gone.
+    async fn renew(&mut self) -> Result<i64, etcd_client::Error>;
+    /// Forgets the connection after a failure, so the next renewal opens a new one.
+    fn reset(&mut self);
+}
+
+struct EtcdLease {
+    client: Client,
+    lease: i64,
+    stream: Option<(LeaseKeeper, LeaseKeepAliveStream)>,
+}
+
+#[async_trait]
+impl LeaseRenewer for EtcdLease {
+    async fn renew(&mut self) -> Result<i64, etcd_client::Error> {
+        if self.stream.is_none() {
+            self.stream = Some(self.client.lease_client().keep_alive(self.lease).await?);
+        }
+        let (keeper, responses) = self.stream.as_mut().expect("opened above");
+        keeper.keep_alive().await?;
+        Ok(responses.message().await?.map_or(0, |r| r.ttl()))
+    }
+
+    fn reset(&mut self) {
+        self.stream = None;
+    }
+}
+
+/// Keeps the lease alive every third of its TTL. Each renewal gets a third of the TTL to answer
+/// (a frozen etcd or a dropped route never answers, and must not hold the loop). A failed or
+/// unanswered renewal is tried again on the next period until the TTL has passed since the last
+/// success; only then, or when etcd says the lease is gone, is the leadership lost.
+pub async fn keep_alive(
+    mut renewer: impl LeaseRenewer,
+    lease: i64,
+    ttl: Duration,
+    lost: CancellationToken,
+) {
     let period = ttl / 3;
     let mut last_success = tokio::time::Instant::now();
-    let mut stream = None;
     loop {
         tokio::time::sleep(period).await;
-        let result = async {
-            if stream.is_none() {
-                stream = Some(client.lease_client().keep_alive(lease).await?);
+        let error = match tokio::time::timeout(period, renewer.renew()).await {
+            Ok(Ok(ttl_left)) if ttl_left > 0 => {
+                last_success = tokio::time::Instant::now();
+                continue;
             }
-            let (keeper, responses) = stream.as_mut().expect("opened above");
-            keeper.keep_alive().await?;
-            Ok::<_, etcd_client::Error>(responses.message().await?.map_or(0, |r| r.ttl()))
-        }
-        .await;
-        match result {
-            Ok(ttl_left) if ttl_left > 0 => last_success = tokio::time::Instant::now(),
-            Ok(_) => {
+            Ok(Ok(_)) => {
                 tracing::error!(lease, "The leader lease expired");
                 lost.cancel();
                 return;
             }
-            Err(e) => {
-                stream = None;
-                if last_success.elapsed() >= ttl {
-                    tracing::error!(lease, error = %e, "Could not keep the leader lease alive");
-                    lost.cancel();
-                    return;
-                }
-                tracing::warn!(lease, error = %e, "Keeping the leader lease alive failed; retrying");
-            }
+            Ok(Err(e)) => e.to_string(),
+            Err(_) => format!("no answer within {period:?}"),
+        };
+        renewer.reset();
+        if last_success.elapsed() >= ttl {
+            tracing::error!(lease, error = %error, "Could not keep the leader lease alive");
+            lost.cancel();
+            return;
         }
+        tracing::warn!(lease, error = %error, "Keeping the leader lease alive failed; retrying");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use tokio::time::Instant;
+
+    use super::*;
+
+    const TTL: Duration = Duration::from_secs(6);
+
+    /// A renewer that fails its first `failures` renewals, then answers `ttl_left`, or that
+    /// never answers at all (a frozen etcd).
+    struct FakeLease {
+        failures: u32,
+        frozen: bool,
+        ttl_left: i64,
+        calls: Arc<AtomicU32>,
+    }
+
+    #[async_trait]
+    impl LeaseRenewer for FakeLease {
+        async fn renew(&mut self) -> Result<i64, etcd_client::Error> {
+            let call = self.calls.fetch_add(1, Ordering::SeqCst);
+            if self.frozen {
+                std::future::pending::<()>().await;
+            }
+            if call < self.failures {
+                return Err(etcd_client::Error::InvalidArgs("etcd unreachable".into()));
+            }
+            Ok(self.ttl_left)
+        }
+        fn reset(&mut self) {}
+    }
+
+    fn fake(failures: u32, frozen: bool, ttl_left: i64) -> (FakeLease, Arc<AtomicU32>) {
+        let calls = Arc::new(AtomicU32::new(0));
+        (FakeLease { failures, frozen, ttl_left, calls: calls.clone() }, calls)
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_keep_alive_that_stops_answering_loses_the_leadership_within_the_ttl() {
+        let (renewer, _) = fake(0, true, 6);
+        let lost = CancellationToken::new();
+        let started = Instant::now();
+        let task = tokio::spawn(keep_alive(renewer, 1, TTL, lost.clone()));
+        lost.cancelled().await;
+        let after = started.elapsed();
+        // The lease can have expired in etcd TTL after the last renewal; the driver must notice
+        // within one more renewal period, not hang on the unanswered one.
+        assert!(after >= TTL && after <= TTL + TTL / 3 * 2, "lost after {after:?}");
+        task.await.unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failed_renewals_within_the_ttl_keep_the_leadership() {
+        let (renewer, calls) = fake(1, false, 6);
+        let lost = CancellationToken::new();
+        let task = tokio::spawn(keep_alive(renewer, 1, TTL, lost.clone()));
+        tokio::time::sleep(TTL * 5).await;
+        assert!(!lost.is_cancelled(), "one failed renewal must not end the leadership");
+        assert!(calls.load(Ordering::SeqCst) >= 10, "renewed every third of the TTL");
+        task.abort();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lease_etcd_says_is_gone_loses_the_leadership_at_once() {
+        let (renewer, calls) = fake(0, false, 0);
+        let lost = CancellationToken::new();
+        keep_alive(renewer, 1, TTL, lost.clone()).await;
+        assert!(lost.is_cancelled());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 }

@@ -2,6 +2,7 @@
 //! write after election is a transaction guarded by the leader key's create revision, so a
 //! deposed driver can never write (DESIGN §4).
 
+use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use weir_common::OffsetsCheckpoint;
 use weir_common::batch::BatchPlan;
@@ -9,21 +10,13 @@ use weir_common::lanes::LaneMap;
 use weir_common::protocol::JobKeys;
 
 use crate::error::DriverError;
+use crate::io::{CheckpointStore, Stored};
 
 /// How many committed batch records stay in etcd for history.
 const COMMITTED_BATCHES_KEPT: u64 = 10;
 
-/// What a new leader reads back.
-#[derive(Debug, Default)]
-pub struct Stored {
-    pub offsets: Option<OffsetsCheckpoint>,
-    pub lanes: LaneMap,
-    /// Recorded batches not yet committed, in order: they are replayed as recorded.
-    pub pending: Vec<BatchPlan>,
-}
-
 #[derive(Clone)]
-pub struct Store {
+pub struct EtcdStore {
     client: Client,
     endpoints: String,
     keys: JobKeys,
@@ -32,7 +25,7 @@ pub struct Store {
     leader_revision: i64,
 }
 
-impl Store {
+impl EtcdStore {
     pub fn new(
         client: Client,
         endpoints: String,
@@ -40,14 +33,33 @@ impl Store {
         job: String,
         leader_revision: i64,
     ) -> Self {
-        Store { client, endpoints, keys, job, leader_revision }
+        EtcdStore { client, endpoints, keys, job, leader_revision }
     }
 
-    pub fn etcd_error(&self, source: etcd_client::Error) -> DriverError {
+    fn etcd_error(&self, source: etcd_client::Error) -> DriverError {
         DriverError::Etcd { endpoints: self.endpoints.clone(), source }
     }
 
-    pub async fn load(&self) -> Result<Stored, DriverError> {
+    async fn guarded(&self, ops: Vec<TxnOp>) -> Result<(), DriverError> {
+        let txn = Txn::new()
+            .when([Compare::create_revision(
+                self.keys.leader(),
+                CompareOp::Equal,
+                self.leader_revision,
+            )])
+            .and_then(ops);
+        let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))?;
+        if resp.succeeded() {
+            Ok(())
+        } else {
+            Err(DriverError::LostLeadership { job: self.job.clone() })
+        }
+    }
+}
+
+#[async_trait]
+impl CheckpointStore for EtcdStore {
+    async fn load(&self) -> Result<Stored, DriverError> {
         let mut kv = self.client.kv_client();
         let offsets_key = self.keys.offsets();
         let offsets = match kv
@@ -95,8 +107,7 @@ impl Store {
         Ok(Stored { offsets, lanes, pending })
     }
 
-    /// Writes the offsets and lane map (a first start, or partitions discovered).
-    pub async fn write_offsets_and_lanes(
+    async fn write_offsets_and_lanes(
         &self,
         offsets: &OffsetsCheckpoint,
         lanes: &LaneMap,
@@ -108,14 +119,13 @@ impl Store {
         .await
     }
 
-    /// Records a batch's plan before any of its tasks is dispatched (write-ahead).
-    pub async fn record_batch(&self, plan: &BatchPlan) -> Result<(), DriverError> {
+    async fn record_batch(&self, plan: &BatchPlan) -> Result<(), DriverError> {
         self.guarded(vec![TxnOp::put(self.keys.batch(plan.id), plan.encode(), None)]).await
     }
 
-    /// Commits a batch: the new offsets (carrying `last_committed_batch`) in one guarded
-    /// transaction, dropping the batch record that falls out of the history window.
-    pub async fn commit_batch(&self, offsets: &OffsetsCheckpoint) -> Result<(), DriverError> {
+    /// One guarded transaction that also drops the batch record falling out of the history
+    /// window.
+    async fn commit_batch(&self, offsets: &OffsetsCheckpoint) -> Result<(), DriverError> {
         let mut ops = vec![TxnOp::put(self.keys.offsets(), offsets.encode(), None)];
         if let Some(old) =
             offsets.last_committed_batch.and_then(|b| b.checked_sub(COMMITTED_BATCHES_KEPT))
@@ -123,21 +133,5 @@ impl Store {
             ops.push(TxnOp::delete(self.keys.batch(old), None));
         }
         self.guarded(ops).await
-    }
-
-    async fn guarded(&self, ops: Vec<TxnOp>) -> Result<(), DriverError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.keys.leader(),
-                CompareOp::Equal,
-                self.leader_revision,
-            )])
-            .and_then(ops);
-        let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))?;
-        if resp.succeeded() {
-            Ok(())
-        } else {
-            Err(DriverError::LostLeadership { job: self.job.clone() })
-        }
     }
 }

@@ -8,8 +8,10 @@
 //! accepts while the group is empty.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
@@ -19,20 +21,26 @@ use weir_common::TopicPartition;
 use weir_common::config::JobConfig;
 
 use crate::error::DriverError;
+use crate::io::{JobGroup, Offsets, blocking};
 use crate::source::client_config;
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct JobGroup {
+/// The group on the source cluster, shared with the blocking threads that read it.
+#[derive(Clone)]
+pub struct KafkaGroup(Arc<Client>);
+
+struct Client {
     consumer: BaseConsumer,
     name: String,
+    brokers: String,
 }
 
 pub fn group_name(job: &str) -> String {
     format!("weir.{job}")
 }
 
-impl JobGroup {
+impl KafkaGroup {
     pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
         let name = group_name(&config.job.name);
         let consumer = client_config(&config.source)
@@ -44,15 +52,33 @@ impl JobGroup {
                 brokers: config.source.brokers.clone(),
                 message: format!("cannot create a client for group {name}: {e}"),
             })?;
-        Ok(JobGroup { consumer, name })
+        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers: config.source.brokers.clone() })))
+    }
+}
+
+#[async_trait]
+impl JobGroup for KafkaGroup {
+    fn name(&self) -> &str {
+        &self.0.name
     }
 
-    pub fn name(&self) -> &str {
-        &self.name
+    async fn committed(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError> {
+        let client = self.0.clone();
+        blocking(move || {
+            client
+                .committed(&partitions)
+                .map_err(|message| DriverError::Kafka { brokers: client.brokers.clone(), message })
+        })
+        .await
     }
 
-    /// The group's committed offsets for `partitions` (those without one left out). Blocking.
-    pub fn committed(
+    fn publish(&self, next_offsets: &Offsets) {
+        self.0.publish(next_offsets)
+    }
+}
+
+impl Client {
+    fn committed(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, String> {
@@ -76,7 +102,7 @@ impl JobGroup {
 
     /// Publishes the committed progress (at-least-once and at-most-once). Best effort and
     /// asynchronous: etcd is the authority, the group only shows lag; a failure is logged.
-    pub fn publish(&self, next_offsets: &BTreeMap<TopicPartition, i64>) {
+    fn publish(&self, next_offsets: &BTreeMap<TopicPartition, i64>) {
         let mut list = TopicPartitionList::new();
         for (tp, &offset) in next_offsets {
             if list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset)).is_err() {

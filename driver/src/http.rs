@@ -1,10 +1,10 @@
 //! The driver's HTTP endpoints: `/api/status` (JSON) and `/metrics` (Prometheus).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
 
 use axum::Router;
 use axum::routing::get;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::DriverError;
@@ -12,7 +12,7 @@ use crate::status::Status;
 
 pub async fn serve(
     addr: SocketAddr,
-    status: Arc<Mutex<Status>>,
+    status: watch::Receiver<Status>,
     stop: CancellationToken,
 ) -> Result<(), DriverError> {
     let listener = tokio::net::TcpListener::bind(addr)
@@ -20,11 +20,8 @@ pub async fn serve(
         .map_err(|source| DriverError::Listen { what: "driver.http_listen", addr, source })?;
     let json = status.clone();
     let app = Router::new()
-        .route(
-            "/api/status",
-            get(move || async move { axum::Json(json.lock().expect("status").clone()) }),
-        )
-        .route("/metrics", get(move || async move { status.lock().expect("status").metrics() }));
+        .route("/api/status", get(move || async move { axum::Json(json.borrow().clone()) }))
+        .route("/metrics", get(move || async move { status.borrow().metrics() }));
     tokio::spawn(async move {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });

@@ -2,7 +2,8 @@
 //! before dispatch, hands tasks to executors over gRPC, and commits finished batches in order.
 //!
 //! `run` is a library function so tests can start a driver in-process; `main.rs` only parses
-//! flags and calls it.
+//! flags and calls it. This file wires the real services to the job loop; the loop itself sees
+//! them only through `io`'s traits.
 
 mod data_loss;
 mod election;
@@ -10,6 +11,7 @@ mod error;
 mod etcd;
 mod group;
 mod http;
+mod io;
 mod job;
 pub mod planner;
 pub mod rate;
@@ -19,11 +21,12 @@ mod source;
 mod status;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use etcd_client::{Client, ConnectOptions};
+use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
@@ -34,10 +37,13 @@ use weir_proto::v1::driver_server::DriverServer;
 
 pub use error::DriverError;
 
-use crate::group::JobGroup;
-use crate::job::JobLoop;
+use crate::election::Leadership;
+use crate::etcd::EtcdStore;
+use crate::group::KafkaGroup;
+use crate::io::CheckpointStore;
+use crate::job::{JobIo, JobLoop};
 use crate::service::{DriverService, Session};
-use crate::source::Source;
+use crate::source::KafkaSource;
 use crate::status::Status;
 
 /// Waits between attempts to reach etcd or Kafka at start: forever, loudly, never a crash loop.
@@ -48,7 +54,9 @@ const START_RETRY: Backoff = Backoff {
 };
 
 /// Runs the driver until `shutdown` resolves (then stops planning, lets in-flight batches commit
-/// and returns `Ok`) or the job fails.
+/// and returns `Ok`) or the job fails. Whatever ends it, the servers it started are stopped and,
+/// unless etcd already took it away, its leadership is given up, so a driver started next (in
+/// this process or another) leads at once.
 pub async fn run(
     config: Arc<JobConfig>,
     shutdown: impl Future<Output = &'static str> + Send + 'static,
@@ -72,6 +80,7 @@ async fn stopped_before_leading(stop: &CancellationToken, leading: &AtomicBool) 
     }
 }
 
+/// Campaigns, then runs the job as leader; resigns whatever way the job ends.
 async fn lead(
     config: Arc<JobConfig>,
     stop: CancellationToken,
@@ -79,8 +88,10 @@ async fn lead(
 ) -> Result<(), DriverError> {
     info!(config = %config.masked_toml(), "Effective config");
     let grpc_addr = config.driver.grpc_listen;
-    let listener = tokio::net::TcpListener::bind(grpc_addr).await.map_err(|source| {
-        DriverError::Listen { what: "driver.grpc_listen", addr: grpc_addr, source }
+    let listener = TcpListener::bind(grpc_addr).await.map_err(|source| DriverError::Listen {
+        what: "driver.grpc_listen",
+        addr: grpc_addr,
+        source,
     })?;
     let endpoints = config.checkpoint.etcd.join(",");
     let client = retry("connecting to etcd", START_RETRY, || {
@@ -97,30 +108,50 @@ async fn lead(
     .await?;
     leading.store(true, Ordering::SeqCst);
     info!(generation = leadership.generation, driver = %driver_id, address = %address, "Leading the job");
-
-    let store = etcd::Store::new(
+    let store = EtcdStore::new(
         client.clone(),
         endpoints,
         keys,
         config.job.name.clone(),
         leadership.revision,
     );
+    let result = run_as_leader(&config, &leadership, store, driver_id, listener, stop).await;
+    if !matches!(result, Err(DriverError::LostLeadership { .. })) {
+        leadership.resign(&client).await;
+    }
+    result
+}
+
+/// Everything a leading driver does: load the checkpoint, start the gRPC and HTTP servers, run
+/// the job loop. The servers stop when this returns, on every path.
+async fn run_as_leader(
+    config: &Arc<JobConfig>,
+    leadership: &Leadership,
+    store: EtcdStore,
+    driver_id: String,
+    listener: TcpListener,
+    stop: CancellationToken,
+) -> Result<(), DriverError> {
     let stored =
         retry("reading the job's checkpoint from etcd", START_RETRY, || store.load()).await?;
     info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
         partitions = stored.offsets.as_ref().map_or(0, |o| o.next_offsets.len()),
         replaying = stored.pending.len(), "Checkpoint loaded");
-    let source = Arc::new(Source::new(&config.source)?);
-    let group = Arc::new(JobGroup::new(&config)?);
-    let status = Arc::new(Mutex::new(Status {
+    let io = JobIo {
+        store: Arc::new(store),
+        source: Arc::new(KafkaSource::new(&config.source)?),
+        group: Arc::new(KafkaGroup::new(config)?),
+    };
+    let (status, status_rx) = tokio::sync::watch::channel(Status {
         job: config.job.name.clone(),
         driver_id: driver_id.clone(),
         generation: leadership.generation,
         ..Status::default()
-    }));
+    });
     let servers_stop = CancellationToken::new();
+    let _stop_servers = servers_stop.clone().drop_guard();
     if let Some(addr) = config.driver.http_listen {
-        http::serve(addr, status.clone(), servers_stop.clone()).await?;
+        http::serve(addr, status_rx, servers_stop.clone()).await?;
     }
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let session = Session {
@@ -141,49 +172,17 @@ async fn lead(
             warn!(error = %e, "The gRPC server stopped");
         }
     });
-
-    let mut job =
-        JobLoop::new(config.clone(), store, source, group, leadership.generation, stored, status);
-    // The starting offsets go to etcd before the first batch, so a restart before it does not
-    // resolve `latest` again. Kafka unreachable: wait and retry, loudly.
-    let discovered = tokio::select! {
-        result = discover_until_kafka_answers(&mut job, &config) => Some(result?),
-        _ = stop.cancelled() => None,
-    };
-    let result = match discovered {
-        Some(()) => job.run(events_rx, stop, leadership.lost.clone()).await,
-        None => Ok(()),
-    };
-    servers_stop.cancel();
-    if !matches!(result, Err(DriverError::LostLeadership { .. })) {
-        leadership.resign(&client).await;
-    }
-    result
-}
-
-async fn discover_until_kafka_answers(
-    job: &mut JobLoop,
-    config: &JobConfig,
-) -> Result<(), DriverError> {
-    let mut attempt = 0;
-    loop {
-        let checked = async {
-            if config.sink.guarantee == Guarantee::ExactlyOnce {
-                group::check_transaction_timeout(config).await?;
-            }
-            job.discover_partitions().await
-        };
-        match checked.await {
-            Ok(_) => return Ok(()),
-            Err(e @ DriverError::Kafka { .. }) => {
-                attempt += 1;
-                let delay = START_RETRY.delay(attempt);
-                warn!(attempt, retry_in = ?delay, error = %e, "Cannot read the source topics; retrying");
-                tokio::time::sleep(delay).await;
-            }
-            Err(e) => return Err(e),
+    if config.sink.guarantee == Guarantee::ExactlyOnce {
+        // Kafka unreachable is waited for; a timeout the broker refuses stops the job.
+        tokio::select! {
+            checked = retry("checking the broker's transaction limit", START_RETRY, || {
+                group::check_transaction_timeout(config)
+            }) => checked?,
+            _ = stop.cancelled() => return Ok(()),
         }
     }
+    let job = JobLoop::new(config.clone(), io, leadership.generation, stored, status);
+    job.run(events_rx, stop, leadership.lost.clone()).await
 }
 
 /// Connects and proves etcd answers (connecting alone does not).

@@ -6,8 +6,10 @@
 //! batches tile each partition's offsets with no gap and no overlap.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use weir_common::batch::{BatchPlan, LaneTask};
+use weir_common::config::SourceConfig;
 use weir_common::lanes::LaneMap;
 use weir_common::{OffsetRange, TopicPartition};
 
@@ -28,6 +30,30 @@ pub struct Budget {
     pub per_partition: Option<u64>,
     /// The most records of the whole batch, split over the partitions in proportion to their lag.
     pub total: Option<u64>,
+}
+
+/// How many records the next batch may take. Per partition: `max_rate_per_partition` (and,
+/// until the rate controller has measured a batch, `initial_rate_per_partition`) times the batch
+/// interval. In all: `max_records_per_batch` and the controller's rate (`measured_rate`, records
+/// per second) times the interval. A rate always allows at least one record.
+pub fn budget(
+    source: &SourceConfig,
+    batch_interval: Duration,
+    measured_rate: Option<f64>,
+) -> Budget {
+    let interval = batch_interval.as_secs_f64();
+    let records = |rate: f64| ((rate * interval).ceil() as u64).max(1);
+    let initial = source.initial_rate_per_partition.filter(|_| measured_rate.is_none());
+    let per_partition = [source.max_rate_per_partition, initial].into_iter().flatten().min();
+    let total =
+        [source.max_records_per_batch, measured_rate.map(records)].into_iter().flatten().min();
+    Budget { per_partition: per_partition.map(|rate| records(rate as f64)), total }
+}
+
+/// Whether the budget cut a batch: it took fewer records than the lag left. What the rate
+/// controller learns when the batch commits.
+pub fn was_limited(plan: &BatchPlan, lag: i64) -> bool {
+    (plan.max_records() as i64) < lag
 }
 
 /// Plans batch `id`, or returns `None` when no partition has new records (an empty batch is not
@@ -99,6 +125,58 @@ pub fn allot(lags: &[u64], budget: Budget) -> Vec<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn source(max_rate: Option<u64>, initial: Option<u64>, max_batch: Option<u64>) -> SourceConfig {
+        let minimal = "[job]\nname = \"j\"\n[source]\nbrokers = \"b:9092\"\ntopics = [\"raw\"]\n\
+                       [sink]\ntype = \"stdout\"\n";
+        let mut config = weir_common::config::JobConfig::from_toml_str(minimal).unwrap().source;
+        config.max_rate_per_partition = max_rate;
+        config.initial_rate_per_partition = initial;
+        config.max_records_per_batch = max_batch;
+        config
+    }
+
+    #[test]
+    fn budget_without_limits_is_unlimited() {
+        let b = super::budget(&source(None, None, None), Duration::from_secs(1), None);
+        assert_eq!(b, Budget::default());
+    }
+
+    #[test]
+    fn budget_per_partition_is_rate_times_interval() {
+        let b = super::budget(&source(Some(100), None, None), Duration::from_millis(500), None);
+        assert_eq!(b, Budget { per_partition: Some(50), total: None });
+        // A tiny rate still allows one record.
+        let b = super::budget(&source(Some(1), None, None), Duration::from_millis(100), None);
+        assert_eq!(b.per_partition, Some(1));
+    }
+
+    #[test]
+    fn initial_rate_holds_only_until_the_controller_has_measured() {
+        let config = source(Some(1_000), Some(10), None);
+        let first = super::budget(&config, Duration::from_secs(2), None);
+        assert_eq!(first.per_partition, Some(20), "the smaller of max and initial rate");
+        let measured = super::budget(&config, Duration::from_secs(2), Some(500.0));
+        assert_eq!(measured.per_partition, Some(2_000), "initial rate no longer applies");
+        assert_eq!(measured.total, Some(1_000), "the measured rate bounds the batch");
+    }
+
+    #[test]
+    fn total_is_the_smaller_of_batch_cap_and_measured_rate() {
+        let config = source(None, None, Some(300));
+        assert_eq!(super::budget(&config, Duration::from_secs(1), Some(1_000.0)).total, Some(300));
+        assert_eq!(super::budget(&config, Duration::from_secs(1), Some(100.4)).total, Some(101));
+    }
+
+    #[test]
+    fn a_batch_is_limited_when_it_leaves_lag_behind() {
+        let (states, lanes) = setup(&[(0, 0, 100)]);
+        let cut = Budget { per_partition: Some(40), total: None };
+        let plan = plan_batch(1, &states, &lanes, cut, 0).unwrap();
+        assert!(was_limited(&plan, 100));
+        let plan = plan_batch(1, &states, &lanes, Budget::default(), 0).unwrap();
+        assert!(!was_limited(&plan, 100));
+    }
 
     fn tp(p: i32) -> TopicPartition {
         TopicPartition::new("raw", p)

@@ -82,6 +82,18 @@ pub struct Limits {
     pub min_rate: f64,
 }
 
+impl Limits {
+    /// The controller's bounds for a job reading `partitions` partitions: at most
+    /// `max_rate_per_partition` for every partition, at least one record per second per
+    /// partition so every partition moves.
+    pub fn for_partitions(partitions: usize, max_rate_per_partition: Option<u64>) -> Self {
+        Limits {
+            max_rate: max_rate_per_partition.map(|r| r as f64 * partitions as f64),
+            min_rate: partitions.max(1) as f64,
+        }
+    }
+}
+
 /// Computes the job-wide rate from committed batches. See the module comment for the algorithm.
 #[derive(Debug, Clone)]
 pub struct RateController {
@@ -185,6 +197,14 @@ impl RateController {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn limits_scale_with_the_partitions() {
+        let limits = Limits::for_partitions(8, Some(100));
+        assert_eq!(limits, Limits { max_rate: Some(800.0), min_rate: 8.0 });
+        let none = Limits::for_partitions(0, None);
+        assert_eq!(none, Limits { max_rate: None, min_rate: 1.0 }, "at least one record a second");
+    }
 
     const INTERVAL: f64 = 1.0;
     const LIMITS: Limits = Limits { max_rate: None, min_rate: 8.0 };

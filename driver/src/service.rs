@@ -1,6 +1,7 @@
 //! The gRPC `Driver` service: thin. It checks the executor's hello, converts protocol messages to
-//! job-loop events (the one place `weir.v1` executor messages become domain values) and streams
-//! the loop's messages back. All decisions are the job loop's.
+//! job-loop events and the loop's commands to protocol messages (the one place `weir.v1` meets
+//! the job loop's domain types), adds the heartbeats, and streams the result back. All decisions
+//! are the job loop's.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,37 +17,7 @@ use weir_proto::v1 as pb;
 use weir_proto::v1::driver_server::Driver;
 use weir_proto::v1::executor_message::Kind;
 
-/// A connection's number: events of an old connection never touch a newer one of the same
-/// executor.
-pub type ConnectionId = u64;
-
-#[derive(Debug)]
-pub enum ExecutorEvent {
-    Heartbeat,
-    Progress { task: TaskId, records_in: u64 },
-    Succeeded { task: TaskId, metrics: TaskMetrics },
-    Failed { task: TaskId, retryable: bool, message: String },
-    Leaving,
-}
-
-#[derive(Debug)]
-pub enum Event {
-    Attached {
-        conn: ConnectionId,
-        executor: String,
-        slots: u32,
-        address: String,
-        outbox: mpsc::UnboundedSender<pb::DriverMessage>,
-    },
-    Message {
-        conn: ConnectionId,
-        event: ExecutorEvent,
-    },
-    Detached {
-        conn: ConnectionId,
-        reason: String,
-    },
-}
+use crate::job::{Command, Event, ExecutorEvent, now_ms};
 
 /// What every connection is told first.
 pub struct Session {
@@ -122,35 +93,21 @@ impl Driver for DriverService {
                 self.session.generation, hello.seen_generation
             )));
         }
-        let session = &self.session;
-        let (outbox, rx) = mpsc::unbounded_channel();
-        let welcome = pb::DriverMessage {
-            generation: session.generation,
-            kind: Some(pb::driver_message::Kind::Welcome(pb::Welcome {
-                protocol_version: PROTOCOL_VERSION,
-                job: session.job.clone(),
-                driver_id: session.driver_id.clone(),
-                config_toml: session.config_toml.clone(),
-            })),
-        };
-        let _ = outbox.send(welcome);
+        let (commands, commands_rx) = mpsc::unbounded_channel();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
         let attached = Event::Attached {
             conn,
             executor: hello.executor_id,
             slots: hello.slots,
             address: hello.address,
-            outbox: outbox.clone(),
+            outbox: commands,
         };
-        // The job loop holds the only strong sender from here on: dropping it ends the stream.
+        // The job loop holds the only sender of commands: dropping it ends the stream.
         if self.events.send(attached).is_err() {
             return Err(Status::unavailable("the driver is stopping"));
         }
-        tokio::spawn(send_heartbeats(
-            outbox.downgrade(),
-            session.generation,
-            session.heartbeat_interval,
-        ));
+        let (outbound, rx) = mpsc::unbounded_channel();
+        tokio::spawn(send_to_executor(self.session.clone(), commands_rx, outbound));
         let events = self.events.clone();
         tokio::spawn(async move {
             let reason = loop {
@@ -174,29 +131,48 @@ impl Driver for DriverService {
     }
 }
 
-/// Heartbeats to one executor until the job loop drops its connection (holding only a weak
-/// sender, so it never keeps a dropped connection open).
-async fn send_heartbeats(
-    outbox: mpsc::WeakUnboundedSender<pb::DriverMessage>,
-    generation: u64,
-    every: Duration,
+/// Everything one executor receives: the welcome, then the job loop's commands encoded, with a
+/// heartbeat every interval, until the loop drops the connection (or the stream is gone).
+async fn send_to_executor(
+    session: Arc<Session>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+    outbound: mpsc::UnboundedSender<pb::DriverMessage>,
 ) {
-    let mut tick = tokio::time::interval(every);
+    let message = |kind| pb::DriverMessage { generation: session.generation, kind: Some(kind) };
+    let welcome = pb::driver_message::Kind::Welcome(pb::Welcome {
+        protocol_version: PROTOCOL_VERSION,
+        job: session.job.clone(),
+        driver_id: session.driver_id.clone(),
+        config_toml: session.config_toml.clone(),
+    });
+    if outbound.send(message(welcome)).is_err() {
+        return;
+    }
+    let mut tick = tokio::time::interval(session.heartbeat_interval);
     loop {
-        tick.tick().await;
-        let beat = pb::DriverMessage {
-            generation,
-            kind: Some(pb::driver_message::Kind::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })),
+        let kind = tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => encode(command),
+                None => return,
+            },
+            _ = tick.tick() => {
+                pb::driver_message::Kind::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })
+            }
         };
-        match outbox.upgrade() {
-            Some(tx) if tx.send(beat).is_ok() => {}
-            _ => return,
+        if outbound.send(message(kind)).is_err() {
+            return;
         }
     }
 }
 
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
+fn encode(command: Command) -> pb::driver_message::Kind {
+    match command {
+        Command::Assign { task, ranges } => pb::driver_message::Kind::Assign(pb::AssignTask {
+            task: Some(task.into()),
+            ranges: ranges.iter().map(pb::OffsetRange::from).collect(),
+        }),
+        Command::Cancel { task } => {
+            pb::driver_message::Kind::Cancel(pb::CancelTask { task: Some(task.into()) })
+        }
+    }
 }

@@ -1,20 +1,27 @@
-//! The driver's view of the source topics: which partitions exist, where each log starts and ends
-//! now, and where a job starts. Blocking librdkafka calls, so callers run them on a blocking
-//! thread; one client is made at start and reused for every batch.
+//! The driver's view of the source topics (`io::SourceMetadata` on Kafka): which partitions
+//! exist, where each log starts and ends now, and where a job starts. librdkafka's calls block,
+//! so each runs on a blocking thread; one client is made at start and reused for every batch.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_common::TopicPartition;
 use weir_common::config::{SourceConfig, StartingOffsets};
 
 use crate::error::DriverError;
+use crate::io::{Offsets, SourceMetadata, blocking};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
-pub struct Source {
+/// The source cluster, shared with the blocking threads that call it.
+#[derive(Clone)]
+pub struct KafkaSource(Arc<Client>);
+
+struct Client {
     consumer: BaseConsumer,
     config: SourceConfig,
     matcher: Option<regex::Regex>,
@@ -31,7 +38,7 @@ pub fn client_config(config: &SourceConfig) -> ClientConfig {
     client
 }
 
-impl Source {
+impl KafkaSource {
     pub fn new(config: &SourceConfig) -> Result<Self, DriverError> {
         let mut client = client_config(config);
         client
@@ -43,9 +50,54 @@ impl Source {
             brokers: config.brokers.clone(),
             message: format!("cannot create a client: {e}"),
         })?;
-        Ok(Source { consumer, config: config.clone(), matcher: config.topic_matcher() })
+        Ok(KafkaSource(Arc::new(Client {
+            consumer,
+            config: config.clone(),
+            matcher: config.topic_matcher(),
+        })))
     }
 
+    /// Runs one blocking call of the client on a blocking thread.
+    async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Client) -> Result<T, DriverError> + Send + 'static,
+    ) -> Result<T, DriverError> {
+        let client = self.0.clone();
+        blocking(move || f(&client)).await
+    }
+}
+
+#[async_trait]
+impl SourceMetadata for KafkaSource {
+    async fn partitions(
+        &self,
+        known: BTreeSet<String>,
+    ) -> Result<Vec<TopicPartition>, DriverError> {
+        self.call(move |c| c.partitions(|t| known.contains(t))).await
+    }
+
+    async fn deleted(&self, topics: Vec<String>) -> Result<Vec<String>, DriverError> {
+        self.call(move |c| c.deleted(&topics)).await
+    }
+
+    async fn latest(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError> {
+        self.call(move |c| c.latest(&partitions)).await
+    }
+
+    async fn earliest(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError> {
+        self.call(move |c| c.earliest(&partitions)).await
+    }
+
+    async fn starting_offsets(
+        &self,
+        partitions: Vec<TopicPartition>,
+        starting: StartingOffsets,
+    ) -> Result<Offsets, DriverError> {
+        self.call(move |c| c.starting_offsets(&partitions, &starting)).await
+    }
+}
+
+impl Client {
     fn kafka_error(&self, message: String) -> DriverError {
         DriverError::Kafka { brokers: self.config.brokers.clone(), message }
     }
@@ -54,10 +106,7 @@ impl Source {
     /// pattern (internal topics excluded).
     /// Listed topics for which `known` is true and that are missing are left out rather than
     /// failing the call: the caller checks whether they were deleted.
-    pub fn partitions(
-        &self,
-        known: impl Fn(&str) -> bool,
-    ) -> Result<Vec<TopicPartition>, DriverError> {
+    fn partitions(&self, known: impl Fn(&str) -> bool) -> Result<Vec<TopicPartition>, DriverError> {
         let metadata_of = |topic: Option<&str>| {
             self.consumer
                 .fetch_metadata(topic, KAFKA_TIMEOUT)
@@ -103,7 +152,7 @@ impl Source {
 
     /// Which of `topics` the cluster says do not exist (`UnknownTopicOrPartition`): deleted.
     /// A topic that fails for another reason (no leader yet) is not reported.
-    pub fn deleted(&self, topics: &[String]) -> Result<Vec<String>, DriverError> {
+    fn deleted(&self, topics: &[String]) -> Result<Vec<String>, DriverError> {
         let mut deleted = Vec::new();
         for name in topics {
             let metadata = self
@@ -125,7 +174,7 @@ impl Source {
     }
 
     /// The end of each partition's log (last stable offset).
-    pub fn latest(
+    fn latest(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
@@ -134,7 +183,7 @@ impl Source {
 
     /// Where each partition starts on a first start, by `source.starting_offsets`. Partitions of
     /// topics the config names no offsets for start at their earliest offset.
-    pub fn starting_offsets(
+    fn starting_offsets(
         &self,
         partitions: &[TopicPartition],
         starting: &StartingOffsets,
@@ -169,7 +218,7 @@ impl Source {
     }
 
     /// The first offset still in each partition's log.
-    pub fn earliest(
+    fn earliest(
         &self,
         partitions: &[TopicPartition],
     ) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {

@@ -1,0 +1,150 @@
+//! Executors as the job loop sees them: connections attaching, reporting and leaving, silent
+//! ones expired, and the commands (assign, cancel) sent to each. The scheduler decides; this
+//! file carries its decisions to the right connection.
+//!
+//! Invariant kept here: one connection per executor; an executor that attaches again replaces
+//! its old connection, whose tasks run again.
+
+use std::collections::HashMap;
+
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use weir_common::config::Guarantee;
+
+use super::{Command, ConnectionId, Event, ExecutorEvent, JobLoop};
+use crate::error::DriverError;
+use crate::scheduler::Assignment;
+
+struct Connection {
+    executor: String,
+    outbox: mpsc::UnboundedSender<Command>,
+}
+
+/// The live connections, by connection id.
+#[derive(Default)]
+pub(super) struct Connections(HashMap<ConnectionId, Connection>);
+
+impl Connections {
+    fn of(&self, executor: &str) -> Option<ConnectionId> {
+        self.0.iter().find(|(_, c)| c.executor == executor).map(|(&id, _)| id)
+    }
+
+    /// Sends a command to an executor. A closed outbox means the connection is going; its
+    /// `Detached` event requeues what it ran.
+    fn send(&self, executor: &str, command: Command) {
+        if let Some(conn) = self.0.values().find(|c| c.executor == executor) {
+            let _ = conn.outbox.send(command);
+        }
+    }
+}
+
+impl JobLoop {
+    pub(super) fn on_event(&mut self, event: Event) -> Result<(), DriverError> {
+        let now = Instant::now();
+        match event {
+            Event::Attached { conn, executor, slots, address, outbox } => {
+                if let Some(old) = self.connections.of(&executor) {
+                    self.drop_connection(old, "it attached again");
+                }
+                info!(executor = %executor, slots, address = %address, "Executor attached");
+                self.scheduler.add_executor(executor.clone(), slots, now);
+                self.connections.0.insert(conn, Connection { executor, outbox });
+            }
+            Event::Detached { conn, reason } => self.drop_connection(conn, &reason),
+            Event::Message { conn, event } => {
+                let Some(executor) = self.connections.0.get(&conn).map(|c| c.executor.clone())
+                else {
+                    return Ok(());
+                };
+                self.scheduler.executor_seen(&executor, now);
+                self.on_report(executor, event, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_report(
+        &mut self,
+        executor: String,
+        event: ExecutorEvent,
+        now: Instant,
+    ) -> Result<(), DriverError> {
+        match event {
+            ExecutorEvent::Heartbeat => {}
+            ExecutorEvent::Progress { task, records_in } => {
+                self.status.send_modify(|s| s.progress(&executor, task, records_in));
+            }
+            ExecutorEvent::Succeeded { task, metrics } => {
+                if self.scheduler.task_succeeded(&executor, task, metrics) {
+                    debug!(executor = %executor, batch = task.batch, lane = task.lane,
+                        records_in = metrics.records_in, read_ms = metrics.read_ms,
+                        flush_ms = metrics.flush_ms, total_ms = metrics.total_ms, "Task done");
+                }
+            }
+            ExecutorEvent::Failed { task, retryable, message } => {
+                warn!(executor = %executor, batch = task.batch, lane = task.lane, retryable,
+                    error = %message, "Task failed");
+                if let Err(failure) =
+                    self.scheduler.task_failed(&executor, task, retryable, &message, now)
+                {
+                    self.cancel_running();
+                    return Err(failure.into());
+                }
+            }
+            ExecutorEvent::Leaving => {
+                info!(executor = %executor, "Executor leaving; its lanes move once idle");
+                self.scheduler.executor_leaving(&executor);
+            }
+        }
+        Ok(())
+    }
+
+    /// Forgets a connection and its executor; its unfinished tasks run again elsewhere.
+    fn drop_connection(&mut self, conn: ConnectionId, reason: &str) {
+        let Some(connection) = self.connections.0.remove(&conn) else { return };
+        let requeued = self.scheduler.remove_executor(&connection.executor, Instant::now());
+        if requeued.is_empty() {
+            info!(executor = %connection.executor, reason, "Executor detached");
+        } else if self.guarantee == Guarantee::AtMostOnce {
+            warn!(executor = %connection.executor, reason, tasks = requeued.len(),
+                "Executor lost; at-most-once abandons its tasks, their records are lost");
+        } else {
+            warn!(executor = %connection.executor, reason, tasks = requeued.len(),
+                "Executor lost; its tasks run again elsewhere");
+        }
+    }
+
+    /// Closes the stream of each leaving executor that has finished its tasks, which lets it exit.
+    pub(super) fn let_leaving_executors_go(&mut self) {
+        for executor in self.scheduler.idle_leaving_executors() {
+            if let Some(conn) = self.connections.of(&executor) {
+                self.drop_connection(conn, "it left after finishing its tasks");
+            }
+        }
+    }
+
+    pub(super) fn expire_silent_executors(&mut self) {
+        let timeout = self.config.driver.executor_timeout;
+        for executor in self.scheduler.silent_executors(Instant::now(), timeout) {
+            if let Some(conn) = self.connections.of(&executor) {
+                self.drop_connection(conn, &format!("no heartbeat for {timeout:?}"));
+            } else {
+                self.scheduler.remove_executor(&executor, Instant::now());
+            }
+        }
+    }
+
+    pub(super) fn dispatch(&mut self) {
+        for Assignment { executor, task, ranges } in self.scheduler.dispatch(Instant::now()) {
+            debug!(executor = %executor, batch = task.batch, lane = task.lane, attempt = task.attempt, "Assigning task");
+            self.connections.send(&executor, Command::Assign { task, ranges });
+        }
+    }
+
+    fn cancel_running(&mut self) {
+        for (executor, task) in self.scheduler.running() {
+            self.connections.send(&executor, Command::Cancel { task });
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! The job loop: the one owner of the job's state on the leading driver. It plans batches,
+//! records them in etcd before dispatch, hands tasks to executors through the scheduler, commits
+//! finished batches in order, and notices lost executors. Everything that changes the job's state
+//! happens here, one event at a time; this file holds the state and the select loop, and each
+//! concern has its own file:
+//!
+//! - `discovery.rs`: partitions found, deleted topics, where new partitions start;
+//! - `planning.rs`: the next batch, within the budget, and data loss found while planning;
+//! - `commits.rs`: batches handed to the scheduler and committed in order;
+//! - `connections.rs`: executors attaching, reporting and leaving, and the commands sent to them;
+//! - `events.rs`: the domain events and commands the gRPC service translates.
+//!
+//! The loop reaches etcd and Kafka only through the traits of `crate::io`, so `tests/` runs it
+//! against in-memory versions under tokio's paused clock.
+
+mod commits;
+mod connections;
+mod discovery;
+mod events;
+mod planning;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::time::{Instant, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+use weir_common::batch::BatchPlan;
+use weir_common::config::{Guarantee, JobConfig};
+use weir_common::lanes::LaneMap;
+use weir_common::retry::Backoff;
+use weir_common::{OffsetsCheckpoint, TopicPartition};
+
+pub use events::{Command, ConnectionId, Event, ExecutorEvent, now_ms};
+
+use crate::error::DriverError;
+use crate::io::{CheckpointStore, JobGroup, SourceMetadata, Stored};
+use crate::rate::{Limits, RateController};
+use crate::scheduler::{Scheduler, Settings};
+use crate::status::Status;
+use connections::Connections;
+
+/// Batches recorded but not committed at once: the next batch is planned while the previous
+/// one finishes, so lanes do not idle between batches.
+const MAX_BATCHES_IN_FLIGHT: usize = 2;
+
+/// How long a stopping driver waits for in-flight batches to commit.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// etcd writes of the loop wait for etcd for ever: giving up would stop the job, and a restarted
+/// driver would wait the same way. A lost leadership is not retried (it is not retryable).
+const ETCD_RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(200),
+    max: Duration::from_secs(5),
+    give_up_after: None,
+};
+
+/// Waits for Kafka at start: for ever, loudly, never a crash loop.
+const START_RETRY: Backoff = Backoff {
+    initial: Duration::from_millis(500),
+    max: Duration::from_secs(10),
+    give_up_after: None,
+};
+
+/// The services the loop talks to.
+#[derive(Clone)]
+pub struct JobIo {
+    pub store: Arc<dyn CheckpointStore>,
+    pub source: Arc<dyn SourceMetadata>,
+    pub group: Arc<dyn JobGroup>,
+}
+
+pub struct JobLoop {
+    config: Arc<JobConfig>,
+    io: JobIo,
+    generation: u64,
+    scheduler: Scheduler,
+    connections: Connections,
+    /// The committed progress, as in etcd.
+    committed: OffsetsCheckpoint,
+    /// Where the next batch starts, per partition: committed progress plus recorded batches.
+    planned: BTreeMap<TopicPartition, i64>,
+    lanes: LaneMap,
+    next_batch: u64,
+    /// Batches recorded by an earlier driver and not committed: run first, exactly as recorded.
+    replay: Vec<BatchPlan>,
+    guarantee: Guarantee,
+    /// Sizes batches from measured processing rates (`source.backpressure`).
+    rate: Option<RateController>,
+    /// Batches in flight that the budget cut (some partition had more records than allowed):
+    /// what the controller needs to know when they commit.
+    limited: BTreeMap<u64, bool>,
+    /// Listed topics deleted while read, under `on_data_loss = "skip"`: no longer an error.
+    deleted_topics: BTreeSet<String>,
+    /// What operators see: this loop is its one writer.
+    status: watch::Sender<Status>,
+}
+
+impl JobLoop {
+    pub fn new(
+        config: Arc<JobConfig>,
+        io: JobIo,
+        generation: u64,
+        stored: Stored,
+        status: watch::Sender<Status>,
+    ) -> Self {
+        let guarantee = config.sink.guarantee;
+        let settings = Settings {
+            max_attempts: config.driver.max_task_attempts,
+            retry_backoff: config.driver.task_retry_backoff,
+            run_again: guarantee != Guarantee::AtMostOnce,
+        };
+        let committed = stored.offsets.unwrap_or_default();
+        let mut planned = committed.next_offsets.clone();
+        let mut next_batch = committed.last_committed_batch.map_or(1, |b| b + 1);
+        for plan in &stored.pending {
+            advance(&mut planned, plan);
+            next_batch = plan.id + 1;
+        }
+        let rate = config.source.backpressure.then(|| {
+            RateController::new(config.job.batch_interval, Limits::for_partitions(0, None))
+        });
+        status.send_modify(|s| s.generation = generation);
+        JobLoop {
+            io,
+            generation,
+            scheduler: Scheduler::new(settings),
+            connections: Connections::default(),
+            committed,
+            planned,
+            lanes: stored.lanes,
+            next_batch,
+            replay: stored.pending,
+            guarantee,
+            rate,
+            limited: BTreeMap::new(),
+            deleted_topics: BTreeSet::new(),
+            status,
+            config,
+        }
+    }
+
+    /// Runs until `stop` fires and the in-flight batches are committed, or until the job fails.
+    /// First it finds the source's partitions (waiting for Kafka as long as it takes) and writes
+    /// new partitions' starting offsets to etcd, so a restart before the first batch does not
+    /// resolve `latest` again; then it replays the batches an earlier driver recorded.
+    pub async fn run(
+        mut self,
+        mut events: mpsc::UnboundedReceiver<Event>,
+        stop: CancellationToken,
+        leadership_lost: CancellationToken,
+    ) -> Result<(), DriverError> {
+        tokio::select! {
+            biased;
+            _ = leadership_lost.cancelled() => return Err(self.lost_leadership()),
+            _ = stop.cancelled() => return Ok(()),
+            found = self.discover_until_kafka_answers() => found?,
+        }
+        for plan in std::mem::take(&mut self.replay) {
+            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
+            self.start_batch(plan).await?;
+        }
+        let mut plan_tick = tokio::time::interval(self.config.job.batch_interval);
+        plan_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut liveness_tick = tokio::time::interval(self.config.driver.heartbeat_interval);
+        let mut drain_deadline: Option<Instant> = None;
+        loop {
+            tokio::select! {
+                biased;
+                _ = leadership_lost.cancelled() => return Err(self.lost_leadership()),
+                Some(event) = events.recv() => self.on_event(event)?,
+                _ = liveness_tick.tick() => self.expire_silent_executors(),
+                _ = plan_tick.tick(), if drain_deadline.is_none() => self.plan().await?,
+                _ = stop.cancelled(), if drain_deadline.is_none() => {
+                    info!(in_flight = self.scheduler.batches_in_flight(),
+                        "Stopping: no new batches; waiting for in-flight batches to commit");
+                    drain_deadline = Some(Instant::now() + DRAIN_TIMEOUT);
+                }
+                // Wakes the loop at the deadline even when nothing else happens.
+                _ = sleep_until_some(drain_deadline) => {}
+            }
+            self.commit_finished().await?;
+            self.dispatch();
+            self.let_leaving_executors_go();
+            self.publish_status();
+            if let Some(deadline) = drain_deadline {
+                if self.scheduler.batches_in_flight() == 0 {
+                    info!("All batches committed");
+                    return Ok(());
+                }
+                if Instant::now() >= deadline {
+                    warn!(
+                        in_flight = self.scheduler.batches_in_flight(),
+                        "Batches still running after {DRAIN_TIMEOUT:?}; stopping anyway, the next driver replays them"
+                    );
+                    return Ok(());
+                }
+            }
+        }
+    }
+
+    fn lost_leadership(&self) -> DriverError {
+        DriverError::LostLeadership { job: self.config.job.name.clone() }
+    }
+
+    fn publish_status(&self) {
+        let running = self.scheduler.running();
+        self.status.send_modify(|status| {
+            status.executors = self.scheduler.executor_status();
+            status
+                .running_tasks
+                .retain(|t| running.iter().any(|(e, id)| *e == t.executor && *id == t.task));
+            status.batches_in_flight = self.scheduler.batches_in_flight();
+            status.generation = self.generation;
+        });
+    }
+}
+
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Moves each partition's planned position to where the plan leaves it.
+fn advance(planned: &mut BTreeMap<TopicPartition, i64>, plan: &BatchPlan) {
+    for (tp, end) in plan.ends() {
+        planned.insert(tp.clone(), end);
+    }
+}

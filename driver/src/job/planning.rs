@@ -1,0 +1,121 @@
+//! The next batch: where each partition's log ends now, what Kafka no longer holds
+//! (`source.on_data_loss`), how much the budget allows (`planner::budget`, from the limits and
+//! the rate controller), and the write-ahead record in etcd before the batch goes anywhere.
+//!
+//! Invariant kept here: a batch is recorded in etcd before any of its tasks is dispatched.
+
+use std::collections::BTreeMap;
+
+use tokio::time::Instant;
+use tracing::{debug, info, warn};
+use weir_common::batch::BatchPlan;
+use weir_common::retry::retry;
+use weir_common::{OffsetRange, TopicPartition};
+
+use super::{ETCD_RETRY, JobLoop, MAX_BATCHES_IN_FLIGHT, advance, now_ms};
+use crate::data_loss;
+use crate::error::DriverError;
+use crate::planner::{self, PartitionState, plan_batch};
+use crate::rate::{Limits, RateController};
+
+impl JobLoop {
+    /// Plans, records and queues the next batch, if there is room and there are new records.
+    /// Kafka being unreachable skips this round (the next tick tries again).
+    pub(super) async fn plan(&mut self) -> Result<(), DriverError> {
+        if self.scheduler.batches_in_flight() >= MAX_BATCHES_IN_FLIGHT {
+            return Ok(());
+        }
+        let started = Instant::now();
+        let latest = match self.fetch_latest().await {
+            Ok(latest) => latest,
+            Err(e @ DriverError::Kafka { .. }) => {
+                warn!(error = %e, "Cannot plan a batch: Kafka did not answer; trying again next interval");
+                self.status.send_modify(|s| s.waiting_for = Some(e.to_string()));
+                return Ok(());
+            }
+            Err(e) => return Err(e),
+        };
+        let mut states: BTreeMap<TopicPartition, PartitionState> = self
+            .planned
+            .iter()
+            .filter_map(|(tp, &next)| {
+                latest.get(tp).map(|&l| (tp.clone(), PartitionState { next, latest: l }))
+            })
+            .collect();
+        let data_lost = self.check_data_loss(&mut states).await?;
+        let lag: i64 = states.values().map(|s| (s.latest - s.next).max(0)).sum();
+        self.status.send_modify(|s| {
+            s.waiting_for = None;
+            s.lag_by_partition =
+                states.iter().map(|(tp, s)| (tp.to_string(), (s.latest - s.next).max(0))).collect();
+        });
+        let max_rate = self.config.source.max_rate_per_partition;
+        if let Some(rate) = &mut self.rate {
+            rate.set_limits(Limits::for_partitions(states.len(), max_rate));
+        }
+        let measured = self.rate.as_ref().and_then(RateController::rate);
+        let budget = planner::budget(&self.config.source, self.config.job.batch_interval, measured);
+        let planned = plan_batch(self.next_batch, &states, &self.lanes, budget, now_ms());
+        let plan = match (planned, data_lost.is_empty()) {
+            (Some(plan), _) => Some(BatchPlan { data_lost, ..plan }),
+            // Only skipped offsets: a batch without tasks still moves the partitions on.
+            (None, false) => Some(BatchPlan {
+                id: self.next_batch,
+                tasks: Vec::new(),
+                planned_at_ms: now_ms(),
+                data_lost,
+            }),
+            (None, true) => None,
+        };
+        let Some(plan) = plan else {
+            let took = started.elapsed();
+            debug!(took_us = took.as_micros() as u64, "No new records; no batch");
+            self.status.send_modify(|s| s.empty_round(took, lag));
+            return Ok(());
+        };
+        let store = &self.io.store;
+        retry("recording a batch in etcd", ETCD_RETRY, || store.record_batch(&plan)).await?;
+        info!(
+            batch = plan.id,
+            tasks = plan.tasks.len(),
+            max_records = plan.max_records(),
+            took_ms = started.elapsed().as_millis() as u64,
+            "Batch recorded"
+        );
+        self.limited.insert(plan.id, planner::was_limited(&plan, lag));
+        advance(&mut self.planned, &plan);
+        self.next_batch = plan.id + 1;
+        self.status.send_modify(|s| s.lag = lag);
+        self.start_batch(plan).await
+    }
+
+    async fn fetch_latest(&mut self) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {
+        let partitions = self.discover_partitions().await?;
+        self.io.source.latest(partitions).await
+    }
+
+    /// Finds offsets still to read that Kafka no longer holds (only partitions whose log end
+    /// differs from the job's position are asked for their log start, so an idle round costs
+    /// nothing more) and applies `source.on_data_loss`.
+    async fn check_data_loss(
+        &mut self,
+        states: &mut BTreeMap<TopicPartition, PartitionState>,
+    ) -> Result<Vec<OffsetRange>, DriverError> {
+        let moved: Vec<TopicPartition> =
+            states.iter().filter(|(_, s)| s.latest != s.next).map(|(tp, _)| tp.clone()).collect();
+        if moved.is_empty() {
+            return Ok(Vec::new());
+        }
+        let starts = self.io.source.earliest(moved).await?;
+        let skipped = data_loss::check(states, &starts, self.config.source.on_data_loss)
+            .map_err(DriverError::DataLoss)?;
+        for range in &skipped {
+            warn!(partition = %range.topic_partition(), from = range.from(), until = range.until(),
+                records = range.max_records(),
+                "Offsets no longer in Kafka; skipped (source.on_data_loss = \"skip\")");
+        }
+        let lost: u64 = skipped.iter().map(OffsetRange::max_records).sum();
+        self.status.send_modify(|s| s.records_lost_planning += lost);
+        Ok(skipped)
+    }
+}

@@ -1,0 +1,299 @@
+//! The job loop under the failures users meet, against the in-memory I/O of `memory.rs` and
+//! tokio's paused clock: no real service, no real sleep. Each test plays the executors itself,
+//! reading the commands the loop sends and answering with events.
+
+mod memory;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use weir_common::batch::{BatchPlan, LaneTask};
+use weir_common::config::JobConfig;
+use weir_common::lanes::LaneMap;
+use weir_common::protocol::{TaskId, TaskMetrics};
+use weir_common::{OffsetRange, OffsetsCheckpoint, TopicPartition};
+
+use self::memory::{MemoryGroup, MemorySource, MemoryStore};
+use super::{Command, DRAIN_TIMEOUT, Event, ExecutorEvent, JobIo, JobLoop};
+use crate::error::DriverError;
+use crate::io::{CheckpointStore, Stored};
+use crate::status::Status;
+
+const CONFIG: &str = r#"
+[job]
+name = "j"
+batch_interval = "100ms"
+[source]
+brokers = "memory:9092"
+topics = ["t"]
+starting_offsets = "earliest"
+[sink]
+type = "stdout"
+[driver]
+heartbeat_interval = "100ms"
+executor_timeout = "1s"
+"#;
+
+fn tp(partition: i32) -> TopicPartition {
+    TopicPartition::new("t", partition)
+}
+
+fn range(partition: i32, from: i64, until: i64) -> OffsetRange {
+    OffsetRange::new(tp(partition), from, until).unwrap()
+}
+
+/// A running job loop and the handles a test drives it with.
+struct Job {
+    store: Arc<MemoryStore>,
+    source: Arc<MemorySource>,
+    events: mpsc::UnboundedSender<Event>,
+    status: watch::Receiver<Status>,
+    stop: CancellationToken,
+    lost: CancellationToken,
+    handle: JoinHandle<Result<(), DriverError>>,
+    next_conn: u64,
+}
+
+impl Job {
+    /// Starts a loop over `partitions` (each `(partition, log end)`, logs starting at 0), with
+    /// what an earlier driver left in etcd.
+    async fn start(partitions: &[(i32, i64)], stored: Stored) -> Job {
+        Job::start_refusing(partitions, stored, 0).await
+    }
+
+    /// The same, with etcd refusing the first `refused` writes as if unreachable.
+    async fn start_refusing(partitions: &[(i32, i64)], stored: Stored, refused: u32) -> Job {
+        let config = Arc::new(JobConfig::from_toml_str(CONFIG).unwrap());
+        let store = Arc::new(MemoryStore::new(stored));
+        store.fail_next_writes(refused);
+        let source = Arc::new(MemorySource::default());
+        for &(p, end) in partitions {
+            source.set(&tp(p), 0, end);
+        }
+        let io = JobIo {
+            store: store.clone(),
+            source: source.clone(),
+            group: Arc::new(MemoryGroup::default()),
+        };
+        let (status_tx, status) = watch::channel(Status::default());
+        let stored = store.load().await.unwrap();
+        let job = JobLoop::new(config, io, 1, stored, status_tx);
+        let (events, events_rx) = mpsc::unbounded_channel();
+        let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
+        let handle = tokio::spawn(job.run(events_rx, stop.clone(), lost.clone()));
+        Job { store, source, events, status, stop, lost, handle, next_conn: 1 }
+    }
+
+    /// Attaches an executor; returns its connection id and the commands it receives.
+    fn attach(&mut self, executor: &str, slots: u32) -> (u64, mpsc::UnboundedReceiver<Command>) {
+        let (outbox, commands) = mpsc::unbounded_channel();
+        let conn = self.next_conn;
+        self.next_conn += 1;
+        let executor = executor.to_owned();
+        let attached = Event::Attached { conn, executor, slots, address: "test".into(), outbox };
+        self.events.send(attached).unwrap();
+        (conn, commands)
+    }
+
+    fn report(&self, conn: u64, event: ExecutorEvent) {
+        self.events.send(Event::Message { conn, event }).unwrap();
+    }
+
+    fn succeed(&self, conn: u64, task: TaskId) {
+        self.report(conn, ExecutorEvent::Succeeded { task, metrics: TaskMetrics::default() });
+    }
+
+    /// Waits (in virtual time) until the loop has committed `batch`.
+    async fn committed(&mut self, batch: u64) {
+        let committed = self.status.wait_for(|s| s.last_committed_batch >= Some(batch));
+        within(committed, "the batch's commit").await.unwrap();
+    }
+}
+
+/// Waits for `what` at most ten virtual minutes, so a test that waits for something that never
+/// comes fails (the paused clock would otherwise run the loop's timers for ever).
+async fn within<T>(future: impl std::future::Future<Output = T>, what: &str) -> T {
+    match tokio::time::timeout(Duration::from_secs(600), future).await {
+        Ok(value) => value,
+        Err(_) => panic!("waited ten (virtual) minutes for {what}"),
+    }
+}
+
+/// The next assignment an executor receives: its task and ranges.
+async fn next_assign(
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+) -> (TaskId, Vec<OffsetRange>) {
+    match within(commands.recv(), "an assignment").await.expect("the connection is open") {
+        Command::Assign { task, ranges } => (task, ranges),
+        other => panic!("expected an assignment, got {other:?}"),
+    }
+}
+
+/// Heartbeats for an executor every 100 ms until aborted, so it is not expired as silent.
+fn keep_beating(events: mpsc::UnboundedSender<Event>, conn: u64) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let beat = Event::Message { conn, event: ExecutorEvent::Heartbeat };
+            if events.send(beat).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// etcd as an earlier driver left it: both partitions at 0, one lane each, batch 1 recorded.
+fn recorded_batch_one() -> Stored {
+    let mut lanes = LaneMap::default();
+    lanes.extend([tp(0), tp(1)].iter());
+    let offsets = OffsetsCheckpoint {
+        next_offsets: [(tp(0), 0), (tp(1), 0)].into_iter().collect(),
+        last_committed_batch: None,
+    };
+    let plan = BatchPlan {
+        id: 1,
+        tasks: vec![
+            LaneTask { lane: 0, ranges: vec![range(0, 0, 7)] },
+            LaneTask { lane: 1, ranges: vec![range(1, 0, 3)] },
+        ],
+        planned_at_ms: 0,
+        data_lost: Vec::new(),
+    };
+    Stored { offsets: Some(offsets), lanes, pending: vec![plan] }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_new_driver_replays_the_recorded_batch_exactly_before_planning_more() {
+    let mut job = Job::start(&[(0, 20), (1, 20)], recorded_batch_one()).await;
+    let (conn, mut commands) = job.attach("e1", 4);
+    let mut first = vec![next_assign(&mut commands).await, next_assign(&mut commands).await];
+    first.sort_by_key(|(task, _)| task.lane);
+    assert!(first.iter().all(|(task, _)| task.batch == 1), "the recorded batch runs first");
+    assert_eq!(first[0].1, [range(0, 0, 7)], "as recorded, not re-planned to the log end");
+    assert_eq!(first[1].1, [range(1, 0, 3)]);
+    for (task, _) in &first {
+        job.succeed(conn, *task);
+    }
+    job.committed(1).await;
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!(task.batch, 2);
+    let expected = if task.lane == 0 { range(0, 7, 20) } else { range(1, 3, 20) };
+    assert_eq!(ranges, [expected], "the next batch starts where the replayed one ended");
+    assert_eq!(job.store.commits(), [1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn batches_commit_in_order_when_a_later_batch_finishes_first() {
+    let mut job = Job::start(&[(0, 10), (1, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 4);
+    let beating = keep_beating(job.events.clone(), conn);
+    let mut batch_one = [next_assign(&mut commands).await, next_assign(&mut commands).await];
+    batch_one.sort_by_key(|(task, _)| task.lane);
+    // New records on partition 0 only: batch 2 has one task, on lane 0.
+    job.source.set(&tp(0), 0, 25);
+    job.succeed(conn, batch_one[0].0);
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!((task.batch, ranges), (2, vec![range(0, 10, 25)]));
+    job.succeed(conn, task);
+    // Batch 2 is finished, batch 1 is not: nothing may commit, however long it waits.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(job.store.commits(), Vec::<u64>::new());
+    job.succeed(conn, batch_one[1].0);
+    job.committed(2).await;
+    assert_eq!(job.store.commits(), [1, 2], "in batch order");
+    assert_eq!(job.store.committed_offsets()[&tp(0)], 25);
+    assert_eq!(job.store.committed_offsets()[&tp(1)], 10);
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_silent_executors_tasks_move_to_another_and_the_batch_commits() {
+    let mut job = Job::start(&[(0, 10), (1, 10)], Stored::default()).await;
+    let (_silent, mut lost_commands) = job.attach("e1", 4);
+    let lost_tasks = [next_assign(&mut lost_commands).await, next_assign(&mut lost_commands).await];
+    let (conn, mut commands) = job.attach("e2", 4);
+    let beating = keep_beating(job.events.clone(), conn);
+    let started = Instant::now();
+    // e1 never reports again; after executor_timeout (1 s) its tasks run on e2.
+    let mut moved = vec![next_assign(&mut commands).await, next_assign(&mut commands).await];
+    assert!(started.elapsed() >= Duration::from_secs(1), "not before executor_timeout");
+    moved.sort_by_key(|(task, _)| task.lane);
+    for ((old, old_ranges), (new, new_ranges)) in lost_tasks.iter().zip(&moved) {
+        assert_eq!((new.batch, new.lane), (old.batch, old.lane));
+        assert!(new.attempt > old.attempt, "a new attempt, so a late report of e1 is ignored");
+        assert_eq!(new_ranges, old_ranges, "the same ranges");
+    }
+    for (task, _) in &moved {
+        job.succeed(conn, *task);
+    }
+    job.committed(1).await;
+    assert_eq!(job.store.committed_offsets()[&tp(0)], 10);
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_lease_lost_mid_batch_commits_nothing_more() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let (task, _) = next_assign(&mut commands).await;
+    job.lost.cancel();
+    job.store.lose_leadership();
+    job.succeed(conn, task);
+    let result = within(job.handle, "the loop to end").await.unwrap();
+    assert!(matches!(result, Err(DriverError::LostLeadership { .. })), "{result:?}");
+    assert_eq!(job.store.commits(), Vec::<u64>::new(), "nothing committed after the loss");
+    assert_eq!(job.store.recorded(), [1], "the batch stays recorded for the next leader");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_waits_for_the_batch_in_flight_and_commits_it() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let (task, _) = next_assign(&mut commands).await;
+    job.stop.cancel();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(!job.handle.is_finished(), "a stopping driver waits for the batch in flight");
+    job.succeed(conn, task);
+    within(job.handle, "the loop to end").await.unwrap().unwrap();
+    assert_eq!(job.store.commits(), [1]);
+    assert_eq!(job.store.recorded(), [1], "no batch planned after the stop");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stop_gives_up_at_the_drain_deadline_and_leaves_the_batch_for_the_next_driver() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let beating = keep_beating(job.events.clone(), conn);
+    let _ = next_assign(&mut commands).await;
+    let stopped_at = Instant::now();
+    job.stop.cancel();
+    within(job.handle, "the loop to end").await.unwrap().unwrap();
+    let waited = stopped_at.elapsed();
+    assert!(
+        waited >= DRAIN_TIMEOUT && waited < DRAIN_TIMEOUT + Duration::from_secs(1),
+        "{waited:?}"
+    );
+    assert_eq!(job.store.commits(), Vec::<u64>::new());
+    assert_eq!(job.store.recorded(), [1], "recorded, so the next driver replays it");
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_etcd_write_that_fails_is_retried_and_the_batch_recorded_once() {
+    // etcd refuses the first writes: the new partition's start, then the batch record.
+    let mut job = Job::start_refusing(&[(0, 10)], Stored::default(), 3).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!(job.store.refused_writes(), 3, "etcd refused three writes first");
+    assert_eq!((task.batch, ranges), (1, vec![range(0, 0, 10)]), "dispatched only once recorded");
+    assert_eq!(job.store.recorded(), [1]);
+    job.store.fail_next_writes(2);
+    job.succeed(conn, task);
+    job.committed(1).await;
+    assert_eq!(job.store.commits(), [1], "the commit went through after two refusals");
+    assert_eq!(job.store.committed_offsets()[&tp(0)], 10);
+}
