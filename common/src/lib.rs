@@ -5,6 +5,7 @@ pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod error;
+pub mod failure;
 pub mod lanes;
 pub mod offset_range;
 pub mod protocol;

@@ -9,9 +9,11 @@ use weir_proto::v1 as pb;
 
 use crate::batch::LaneId;
 use crate::error::{ProtoError, check_format_version, decode};
+use crate::failure::FailureKind;
 
 /// Bumped when driver and executor can no longer talk; the driver refuses other versions.
-pub const PROTOCOL_VERSION: u32 = 1;
+/// 2: a task failure carries its `FailureKind` instead of a `retryable` flag.
+pub const PROTOCOL_VERSION: u32 = 2;
 
 pub const LEADER_FORMAT_VERSION: u32 = 1;
 
@@ -72,6 +74,28 @@ impl TaskMetrics {
         self.total_ms = self.total_ms.max(other.total_ms);
         self.tasks_already_committed += other.tasks_already_committed;
         self.records_lost += other.records_lost;
+    }
+}
+
+impl From<FailureKind> for pb::FailureKind {
+    fn from(kind: FailureKind) -> Self {
+        match kind {
+            FailureKind::Transient => pb::FailureKind::Transient,
+            FailureKind::Config => pb::FailureKind::Config,
+            FailureKind::Data => pb::FailureKind::Data,
+        }
+    }
+}
+
+impl From<pb::FailureKind> for FailureKind {
+    /// An unspecified kind counts as transient: the task is retried, and the job still stops
+    /// after `driver.max_task_attempts`.
+    fn from(kind: pb::FailureKind) -> Self {
+        match kind {
+            pb::FailureKind::Unspecified | pb::FailureKind::Transient => FailureKind::Transient,
+            pb::FailureKind::Config => FailureKind::Config,
+            pb::FailureKind::Data => FailureKind::Data,
+        }
     }
 }
 

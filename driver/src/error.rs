@@ -1,14 +1,20 @@
 //! The driver's errors, each knowing whether waiting and trying again can help.
 
+use std::fmt::Display;
+
+use rdkafka::error::KafkaError;
 use weir_common::ProtoError;
+use weir_common::failure::{FailureKind, kafka_failure};
 use weir_common::retry::Retryable;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DriverError {
     #[error("etcd at {endpoints}: {source}")]
     Etcd { endpoints: String, source: etcd_client::Error },
-    #[error("Kafka at {brokers}: {message}")]
-    Kafka { brokers: String, message: String },
+    /// A Kafka request failed; `kind` (from the one classification, `weir_common::failure`)
+    /// says whether waiting can help: a broker away is transient, a refused property is not.
+    #[error("Kafka at {brokers}: {message} ({kind})")]
+    Kafka { brokers: String, message: String, kind: FailureKind },
     #[error("etcd key {key}: {source}")]
     Corrupt { key: String, source: ProtoError },
     #[error("this driver is no longer the leader of job {job} (another driver took over)")]
@@ -31,11 +37,71 @@ pub enum DriverError {
     JobFailed(#[from] crate::scheduler::JobFailure),
 }
 
+impl DriverError {
+    /// A Kafka error met while doing `context`, classified.
+    pub fn kafka(brokers: &str, context: impl Display, error: &KafkaError) -> Self {
+        DriverError::Kafka {
+            brokers: brokers.to_owned(),
+            message: format!("{context}: {error}"),
+            kind: kafka_failure(error),
+        }
+    }
+
+    /// A Kafka answer that is not an error of the client but means waiting may help (a topic
+    /// not created yet, a broker without its config yet).
+    pub fn kafka_transient(brokers: &str, message: impl Into<String>) -> Self {
+        DriverError::Kafka {
+            brokers: brokers.to_owned(),
+            message: message.into(),
+            kind: FailureKind::Transient,
+        }
+    }
+}
+
 impl Retryable for DriverError {
     fn is_retryable(&self) -> bool {
-        matches!(
-            self,
-            DriverError::Etcd { .. } | DriverError::Kafka { .. } | DriverError::LeaseExpired
-        )
+        match self {
+            DriverError::Etcd { .. } | DriverError::LeaseExpired => true,
+            DriverError::Kafka { kind, .. } => kind.is_retryable(),
+            _ => false,
+        }
+    }
+}
+
+/// Why the driver refuses an executor's stream or one of its messages. The one mapping from the
+/// driver's errors to gRPC `Status` is below; `service.rs` returns these.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AttachRefused {
+    #[error("the first message must be a hello")]
+    NoHello,
+    #[error("hello sent twice")]
+    HelloTwice,
+    #[error("hello without an executor id")]
+    NoExecutorId,
+    #[error("message without a task id")]
+    NoTaskId,
+    #[error(
+        "executor speaks protocol {executor}, this driver speaks {driver}; run the same Weir release on both"
+    )]
+    ProtocolMismatch { executor: u32, driver: u32 },
+    #[error("this driver (generation {this}) was replaced by generation {newer}")]
+    Replaced { this: u64, newer: u64 },
+    #[error("the driver is stopping")]
+    Stopping,
+}
+
+impl From<AttachRefused> for tonic::Status {
+    fn from(refused: AttachRefused) -> Self {
+        let message = refused.to_string();
+        match refused {
+            AttachRefused::NoHello
+            | AttachRefused::HelloTwice
+            | AttachRefused::NoExecutorId
+            | AttachRefused::NoTaskId => tonic::Status::invalid_argument(message),
+            AttachRefused::ProtocolMismatch { .. } | AttachRefused::Replaced { .. } => {
+                tonic::Status::failed_precondition(message)
+            }
+            AttachRefused::Stopping => tonic::Status::unavailable(message),
+        }
     }
 }

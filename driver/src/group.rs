@@ -15,10 +15,12 @@ use async_trait::async_trait;
 use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 use weir_common::TopicPartition;
 use weir_common::config::JobConfig;
+use weir_common::failure::code_failure;
 
 use crate::error::DriverError;
 use crate::io::{JobGroup, Offsets, blocking};
@@ -48,9 +50,9 @@ impl KafkaGroup {
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
-            .map_err(|e| DriverError::Kafka {
-                brokers: config.source.brokers.clone(),
-                message: format!("cannot create a client for group {name}: {e}"),
+            .map_err(|e| {
+                let context = format_args!("cannot create a client for group {name}");
+                DriverError::kafka(&config.source.brokers, context, &e)
             })?;
         Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers: config.source.brokers.clone() })))
     }
@@ -64,12 +66,7 @@ impl JobGroup for KafkaGroup {
 
     async fn committed(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError> {
         let client = self.0.clone();
-        blocking(move || {
-            client
-                .committed(&partitions)
-                .map_err(|message| DriverError::Kafka { brokers: client.brokers.clone(), message })
-        })
-        .await
+        blocking(move || client.committed(&partitions)).await
     }
 
     fn publish(&self, next_offsets: &Offsets) {
@@ -78,18 +75,15 @@ impl JobGroup for KafkaGroup {
 }
 
 impl Client {
-    fn committed(
-        &self,
-        partitions: &[TopicPartition],
-    ) -> Result<BTreeMap<TopicPartition, i64>, String> {
+    fn committed(&self, partitions: &[TopicPartition]) -> Result<Offsets, DriverError> {
         let mut list = TopicPartitionList::new();
         for tp in partitions {
             list.add_partition(&tp.topic, tp.partition);
         }
-        let committed = self
-            .consumer
-            .committed_offsets(list, KAFKA_TIMEOUT)
-            .map_err(|e| format!("reading the offsets of group {}: {e}", self.name))?;
+        let committed = self.consumer.committed_offsets(list, KAFKA_TIMEOUT).map_err(|e| {
+            let context = format_args!("reading the offsets of group {}", self.name);
+            DriverError::kafka(&self.brokers, context, &e)
+        })?;
         Ok(committed
             .elements()
             .iter()
@@ -122,31 +116,37 @@ impl Client {
 /// work. Reads the broker's setting and names both values when it is too small.
 pub async fn check_transaction_timeout(config: &JobConfig) -> Result<(), DriverError> {
     let brokers = &config.source.brokers;
-    let kafka = |message: String| DriverError::Kafka { brokers: brokers.clone(), message };
+    let kafka = |context: &str, e: &KafkaError| DriverError::kafka(brokers, context, e);
+    let waiting = |message: String| DriverError::kafka_transient(brokers, message);
     let admin: AdminClient<DefaultClientContext> =
-        client_config(&config.source).create().map_err(|e| kafka(format!("admin client: {e}")))?;
+        client_config(&config.source).create().map_err(|e| kafka("admin client", &e))?;
     let metadata = admin
         .inner()
         .fetch_metadata(None, KAFKA_TIMEOUT)
-        .map_err(|e| kafka(format!("cluster metadata: {e}")))?;
+        .map_err(|e| kafka("cluster metadata", &e))?;
     let Some(broker) = metadata.brokers().first().map(|b| b.id()) else {
-        return Err(kafka("the cluster lists no broker".into()));
+        return Err(waiting("the cluster lists no broker".into()));
     };
+    let describing = format!("describing broker {broker}'s config");
     let options = AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT));
     let results = admin
         .describe_configs([&ResourceSpecifier::Broker(broker)], &options)
         .await
-        .map_err(|e| kafka(format!("describing broker {broker}'s config: {e}")))?;
+        .map_err(|e| kafka(&describing, &e))?;
     let resource = results
         .into_iter()
         .next()
-        .ok_or_else(|| kafka(format!("no config for broker {broker}")))?
-        .map_err(|e| kafka(format!("describing broker {broker}'s config: {e}")))?;
+        .ok_or_else(|| waiting(format!("no config for broker {broker}")))?
+        .map_err(|code| DriverError::Kafka {
+            brokers: brokers.clone(),
+            message: format!("{describing}: {code}"),
+            kind: code_failure(code),
+        })?;
     let max_ms = resource
         .get("transaction.max.timeout.ms")
         .and_then(|entry| entry.value.as_deref())
         .and_then(|value| value.parse::<u64>().ok())
-        .ok_or_else(|| kafka(format!("broker {broker} reports no transaction.max.timeout.ms")))?;
+        .ok_or_else(|| waiting(format!("broker {broker} reports no transaction.max.timeout.ms")))?;
     let wanted = config.sink.transaction_timeout;
     if wanted.as_millis() > u128::from(max_ms) {
         return Err(DriverError::Unfit(format!(

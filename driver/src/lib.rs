@@ -35,7 +35,7 @@ use weir_common::protocol::JobKeys;
 use weir_common::retry::{Backoff, retry};
 use weir_proto::v1::driver_server::DriverServer;
 
-pub use error::DriverError;
+pub use error::{AttachRefused, DriverError};
 
 use crate::election::Leadership;
 use crate::etcd::EtcdStore;
@@ -100,7 +100,12 @@ async fn lead(
     .await?;
     let keys = JobKeys::new(&config.checkpoint.prefix, &config.job.name);
     let driver_id = format!("{}-{}", hostname(), std::process::id());
-    let address = config.driver.advertise_url();
+    // Port 0 in `grpc_listen` lets the OS choose (tests running drivers side by side): the port
+    // executors are told is then the one bound.
+    let address = match (&config.driver.advertise, listener.local_addr()) {
+        (None, Ok(bound)) => format!("http://{bound}"),
+        _ => config.driver.advertise_url(),
+    };
     let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
     let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
         election::campaign(&client, &endpoints, &keys, &driver_id, &address, lease_ttl)

@@ -16,6 +16,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 use weir_common::OffsetRange;
 use weir_common::batch::{BatchPlan, LaneId};
+use weir_common::failure::FailureKind;
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::retry::Backoff;
 
@@ -89,10 +90,11 @@ pub struct Assignment {
 
 /// A task that cannot succeed: the job must stop.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("task {task} failed after {failures} attempt(s): {message}")]
+#[error("task {task} failed after {failures} attempt(s) ({kind}): {message}")]
 pub struct JobFailure {
     pub task: TaskId,
     pub failures: u32,
+    pub kind: FailureKind,
     pub message: String,
 }
 
@@ -232,13 +234,16 @@ impl Scheduler {
         true
     }
 
-    /// Records a failure: a retryable one waits for a retry with backoff; a non-retryable one,
-    /// or one too many, stops the job. `Ok(false)` for an attempt that is not current.
+    /// Records a failure: a transient one waits for a retry with backoff; any other kind, or
+    /// one too many, stops the job. `Ok(false)` for an attempt that is not current.
+    ///
+    /// The backoff is a scheduling decision, not a wait: the task waits in the queue (the loop
+    /// never sleeps), so it does not go through `common::retry`; it uses its `Backoff` delays.
     pub fn task_failed(
         &mut self,
         executor: &str,
         id: TaskId,
-        retryable: bool,
+        kind: FailureKind,
         message: &str,
         now: Instant,
     ) -> Result<bool, JobFailure> {
@@ -252,6 +257,7 @@ impl Scheduler {
             max: Duration::from_secs(30),
             give_up_after: None,
         };
+        let retryable = kind.is_retryable();
         if retryable && !self.settings.run_again {
             self.abandon(&id);
             return Ok(true);
@@ -262,6 +268,7 @@ impl Scheduler {
             return Err(JobFailure {
                 task: id,
                 failures: task.failures,
+                kind,
                 message: message.to_owned(),
             });
         }

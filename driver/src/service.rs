@@ -12,11 +12,13 @@ use futures::{Stream, StreamExt};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
+use weir_common::failure::FailureKind;
 use weir_common::protocol::{PROTOCOL_VERSION, TaskId, TaskMetrics};
 use weir_proto::v1 as pb;
 use weir_proto::v1::driver_server::Driver;
 use weir_proto::v1::executor_message::Kind;
 
+use crate::error::AttachRefused;
 use crate::job::{Command, Event, ExecutorEvent, now_ms};
 
 /// What every connection is told first.
@@ -40,12 +42,10 @@ impl DriverService {
     }
 }
 
-fn convert(kind: Kind) -> Result<ExecutorEvent, Status> {
-    let task = |t: Option<pb::TaskId>| {
-        t.map(TaskId::from).ok_or_else(|| Status::invalid_argument("message without a task id"))
-    };
+fn convert(kind: Kind) -> Result<ExecutorEvent, AttachRefused> {
+    let task = |t: Option<pb::TaskId>| t.map(TaskId::from).ok_or(AttachRefused::NoTaskId);
     Ok(match kind {
-        Kind::Hello(_) => return Err(Status::invalid_argument("hello sent twice")),
+        Kind::Hello(_) => return Err(AttachRefused::HelloTwice),
         Kind::Heartbeat(_) => ExecutorEvent::Heartbeat,
         Kind::Progress(p) => {
             ExecutorEvent::Progress { task: task(p.task)?, records_in: p.records_in }
@@ -56,7 +56,7 @@ fn convert(kind: Kind) -> Result<ExecutorEvent, Status> {
         },
         Kind::Failed(f) => ExecutorEvent::Failed {
             task: task(f.task)?,
-            retryable: f.retryable,
+            kind: FailureKind::from(f.kind()),
             message: f.message,
         },
         Kind::Leaving(_) => ExecutorEvent::Leaving,
@@ -76,22 +76,20 @@ impl Driver for DriverService {
         let mut inbound = request.into_inner();
         let hello = match inbound.message().await? {
             Some(pb::ExecutorMessage { kind: Some(Kind::Hello(hello)) }) => hello,
-            _ => return Err(Status::invalid_argument("the first message must be a hello")),
+            _ => return Err(AttachRefused::NoHello.into()),
         };
         if hello.protocol_version != PROTOCOL_VERSION {
-            return Err(Status::failed_precondition(format!(
-                "executor speaks protocol {}, this driver speaks {PROTOCOL_VERSION}; run the same Weir release on both",
-                hello.protocol_version
-            )));
+            let executor = hello.protocol_version;
+            return Err(
+                AttachRefused::ProtocolMismatch { executor, driver: PROTOCOL_VERSION }.into()
+            );
         }
         if hello.executor_id.is_empty() {
-            return Err(Status::invalid_argument("hello without an executor id"));
+            return Err(AttachRefused::NoExecutorId.into());
         }
         if hello.seen_generation > self.session.generation {
-            return Err(Status::failed_precondition(format!(
-                "this driver (generation {}) was replaced by generation {}",
-                self.session.generation, hello.seen_generation
-            )));
+            let (this, newer) = (self.session.generation, hello.seen_generation);
+            return Err(AttachRefused::Replaced { this, newer }.into());
         }
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
@@ -104,7 +102,7 @@ impl Driver for DriverService {
         };
         // The job loop holds the only sender of commands: dropping it ends the stream.
         if self.events.send(attached).is_err() {
-            return Err(Status::unavailable("the driver is stopping"));
+            return Err(AttachRefused::Stopping.into());
         }
         let (outbound, rx) = mpsc::unbounded_channel();
         tokio::spawn(send_to_executor(self.session.clone(), commands_rx, outbound));
@@ -118,7 +116,7 @@ impl Driver for DriverService {
                                 return;
                             }
                         }
-                        Err(status) => break status.message().to_owned(),
+                        Err(refused) => break refused.to_string(),
                     },
                     Ok(Some(_)) => break "empty message".to_owned(),
                     Ok(None) => break "stream closed".to_owned(),

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use rdkafka::consumer::{BaseConsumer, Consumer};
+use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_common::TopicPartition;
 use weir_common::config::{SourceConfig, StartingOffsets};
@@ -46,10 +47,9 @@ impl KafkaSource {
             // batch never waits on an open transaction in the input.
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false");
-        let consumer = client.create().map_err(|e| DriverError::Kafka {
-            brokers: config.brokers.clone(),
-            message: format!("cannot create a client: {e}"),
-        })?;
+        let consumer = client
+            .create()
+            .map_err(|e| DriverError::kafka(&config.brokers, "cannot create a client", &e))?;
         Ok(KafkaSource(Arc::new(Client {
             consumer,
             config: config.clone(),
@@ -98,8 +98,8 @@ impl SourceMetadata for KafkaSource {
 }
 
 impl Client {
-    fn kafka_error(&self, message: String) -> DriverError {
-        DriverError::Kafka { brokers: self.config.brokers.clone(), message }
+    fn kafka_error(&self, context: impl std::fmt::Display, error: &KafkaError) -> DriverError {
+        DriverError::kafka(&self.config.brokers, context, error)
     }
 
     /// Every partition the job reads now: the configured topics, or the topics matching the
@@ -110,7 +110,7 @@ impl Client {
         let metadata_of = |topic: Option<&str>| {
             self.consumer
                 .fetch_metadata(topic, KAFKA_TIMEOUT)
-                .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))
+                .map_err(|e| self.kafka_error("metadata request failed", &e))
         };
         let mut found = Vec::new();
         let mut add = |topic: &rdkafka::metadata::MetadataTopic| {
@@ -142,7 +142,9 @@ impl Client {
                 }
                 if !missing.is_empty() {
                     let missing = missing.join(", ");
-                    return Err(self.kafka_error(format!("source topic(s) {missing} do not exist")));
+                    // Waited for, as a broker away is: an operator may be creating them.
+                    let message = format!("source topic(s) {missing} do not exist");
+                    return Err(DriverError::kafka_transient(&self.config.brokers, message));
                 }
             }
         }
@@ -158,7 +160,7 @@ impl Client {
             let metadata = self
                 .consumer
                 .fetch_metadata(Some(name), KAFKA_TIMEOUT)
-                .map_err(|e| self.kafka_error(format!("metadata request failed: {e}")))?;
+                .map_err(|e| self.kafka_error("metadata request failed", &e))?;
             let gone = match metadata.topics().iter().find(|t| t.name() == name) {
                 None => true,
                 Some(topic) => matches!(
@@ -238,17 +240,17 @@ impl Client {
         let mut tpl = TopicPartitionList::with_capacity(partitions.len());
         for tp in partitions {
             tpl.add_partition_offset(&tp.topic, tp.partition, query(tp))
-                .map_err(|e| self.kafka_error(format!("{tp}: {e}")))?;
+                .map_err(|e| self.kafka_error(tp, &e))?;
         }
         let answer = self
             .consumer
             .offsets_for_times(tpl, KAFKA_TIMEOUT)
-            .map_err(|e| self.kafka_error(format!("listing offsets failed: {e}")))?;
+            .map_err(|e| self.kafka_error("listing offsets failed", &e))?;
         let mut result = BTreeMap::new();
         for element in answer.elements() {
             let tp = TopicPartition::new(element.topic(), element.partition());
             if let Err(e) = element.error() {
-                return Err(self.kafka_error(format!("listing offsets of {tp} failed: {e}")));
+                return Err(self.kafka_error(format_args!("listing offsets of {tp} failed"), &e));
             }
             let offset = match element.offset() {
                 Offset::Offset(o) => o,

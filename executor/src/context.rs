@@ -34,9 +34,9 @@ impl JobContext {
     /// Builds the context; an error here is the config's fault, so tasks fail non-retryably.
     pub fn build(config_toml: &str, registry: &TransformRegistry) -> Result<Arc<Self>, TaskError> {
         let config = JobConfig::from_toml_str(config_toml)
-            .map_err(|e| TaskError::fatal(format!("the driver's config is invalid here: {e}")))?;
+            .map_err(|e| TaskError::config(format!("the driver's config is invalid here: {e}")))?;
         let pipeline = Pipeline::build(&config.transform, registry)
-            .map_err(|e| TaskError::fatal(e.to_string()))?;
+            .map_err(|e| TaskError::config(e.to_string()))?;
         let source = &config.source;
         let sink_brokers = config.sink.brokers(source).to_owned();
         // One producer per cluster, shared by the sink and the dead letters when they match.
@@ -61,7 +61,7 @@ impl JobContext {
                     .sink
                     .topic
                     .clone()
-                    .ok_or_else(|| TaskError::fatal("sink.topic: missing"))?;
+                    .ok_or_else(|| TaskError::config("sink.topic: missing"))?;
                 if exactly_once {
                     // Validation keeps the sink on the source's cluster: the group's offsets
                     // and the output share one transaction.
@@ -91,7 +91,7 @@ impl JobContext {
                     .sink
                     .path
                     .clone()
-                    .ok_or_else(|| TaskError::fatal("sink.path: missing"))?;
+                    .ok_or_else(|| TaskError::config("sink.path: missing"))?;
                 Box::new(FileSink::new(dir)?)
             }
             SinkKind::Stdout => Box::new(StdoutSink),

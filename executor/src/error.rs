@@ -1,23 +1,41 @@
-//! The executor's errors. A task error says whether running the task again can succeed; the
-//! driver retries the retryable ones and stops the job on the others.
+//! The executor's errors. A task error carries its `FailureKind`, which travels to the driver:
+//! the driver runs transient failures again and stops the job on the others.
 
+use std::fmt::Display;
+
+use rdkafka::error::KafkaError;
+use weir_common::failure::{FailureKind, kafka_failure};
 use weir_common::retry::Retryable;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TaskError {
-    pub retryable: bool,
+    pub kind: FailureKind,
     pub message: String,
 }
 
 impl TaskError {
-    /// Worth another attempt: a broker hiccup, a timeout.
-    pub fn retryable(message: impl Into<String>) -> Self {
-        TaskError { retryable: true, message: message.into() }
+    /// Worth another attempt: a broker hiccup, a timeout, a file system that refused a write.
+    pub fn transient(message: impl Into<String>) -> Self {
+        TaskError { kind: FailureKind::Transient, message: message.into() }
     }
-    /// Running again cannot help: bad data, bad config, missing offsets.
-    pub fn fatal(message: impl Into<String>) -> Self {
-        TaskError { retryable: false, message: message.into() }
+    /// The job's configuration cannot work here: an operator must change it.
+    pub fn config(message: impl Into<String>) -> Self {
+        TaskError { kind: FailureKind::Config, message: message.into() }
+    }
+    /// The data cannot be processed as configured: a rejected record, offsets gone.
+    pub fn data(message: impl Into<String>) -> Self {
+        TaskError { kind: FailureKind::Data, message: message.into() }
+    }
+    /// A Kafka error, classified once for the whole project (`weir_common::failure`).
+    pub fn kafka(context: impl Display, error: &KafkaError) -> Self {
+        TaskError { kind: kafka_failure(error), message: format!("{context}: {error}") }
+    }
+}
+
+impl Retryable for TaskError {
+    fn is_retryable(&self) -> bool {
+        self.kind.is_retryable()
     }
 }
 

@@ -25,6 +25,9 @@ pub use session::ExecutorOptions;
 
 use crate::session::{Attacher, SessionEnd};
 
+/// Between driver sessions. The loop in `run` waits with these delays itself rather than through
+/// `common::retry`: a session is not an operation that succeeds once but runs until the driver
+/// goes, and the wait must end at once on a stop.
 const FIND_DRIVER: Backoff = Backoff {
     initial: Duration::from_millis(200),
     max: Duration::from_secs(3),

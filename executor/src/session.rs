@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use etcd_client::Client;
@@ -12,9 +12,9 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, info_span, warn};
+use tracing::{info, warn};
 use weir_common::OffsetRange;
-use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId, TaskMetrics};
+use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId};
 use weir_common::transform::TransformRegistry;
 use weir_proto::v1 as pb;
 use weir_proto::v1::driver_client::DriverClient;
@@ -22,7 +22,7 @@ use weir_proto::v1::driver_message::Kind;
 
 use crate::context::JobContext;
 use crate::error::{ExecutorError, TaskError};
-use crate::task::run_task;
+use crate::task::{Done, TaskControl, spawn_task};
 
 /// How an executor finds and introduces itself to its driver.
 #[derive(Debug, Clone)]
@@ -65,8 +65,6 @@ pub struct Attacher {
     generations: GenerationGuard,
     context: Option<Arc<JobContext>>,
 }
-
-type Done = (TaskId, Result<TaskMetrics, TaskError>);
 
 /// The newest driver generation this executor has seen; messages of an older one are refused
 /// (they come from a deposed driver).
@@ -194,7 +192,7 @@ impl Attacher {
                             let ranges: Result<Vec<OffsetRange>, _> =
                                 assign.ranges.into_iter().map(OffsetRange::try_from).collect();
                             let result = match (&context, ranges) {
-                                (_, Err(e)) => Err(TaskError::fatal(format!("bad task from the driver: {e}"))),
+                                (_, Err(e)) => Err(TaskError::config(format!("bad task from the driver: {e}"))),
                                 (Err(e), _) => Err(e.clone()),
                                 (Ok(ctx), Ok(ranges)) => {
                                     running.insert(id, spawn_task(ctx.clone(), id, ranges, done_tx.clone()));
@@ -220,7 +218,7 @@ impl Attacher {
                         }),
                         Err(e) => pb::executor_message::Kind::Failed(pb::TaskFailed {
                             task: Some(id.into()),
-                            retryable: e.retryable,
+                            kind: pb::FailureKind::from(e.kind).into(),
                             message: e.message,
                         }),
                     };
@@ -291,40 +289,6 @@ impl Attacher {
 
 fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {
     pb::ExecutorMessage { kind: Some(kind) }
-}
-
-/// What the session shares with a running task: a cancel flag it polls and the progress it
-/// reports with every heartbeat.
-#[derive(Default)]
-pub struct TaskControl {
-    pub cancel: AtomicBool,
-    pub records_in: AtomicU64,
-}
-
-fn spawn_task(
-    ctx: Arc<JobContext>,
-    id: TaskId,
-    ranges: Vec<OffsetRange>,
-    done: mpsc::UnboundedSender<Done>,
-) -> Arc<TaskControl> {
-    let control = Arc::new(TaskControl::default());
-    let task_control = control.clone();
-    let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
-    tokio::task::spawn_blocking(move || {
-        let _entered = span.enter();
-        let result = run_task(&ctx, id, &ranges, &task_control);
-        match &result {
-            Ok(m) => debug!(
-                records_in = m.records_in,
-                records_out = m.records_out,
-                took_ms = m.total_ms,
-                "Task done"
-            ),
-            Err(e) => warn!(retryable = e.retryable, error = %e, "Task failed"),
-        }
-        let _ = done.send((id, result));
-    });
-    control
 }
 
 #[cfg(test)]

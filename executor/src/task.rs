@@ -4,18 +4,57 @@
 //! code (librdkafka polls), run on a blocking thread; records stream through one at a time.
 
 use std::borrow::Cow;
-use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use rdkafka::message::{BorrowedMessage, Headers, Message};
+use tokio::sync::mpsc;
+use tracing::{debug, info_span, warn};
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::transform::{OnRecordError, Outcome};
 use weir_common::{Header, OffsetRange, Record};
 
 use crate::context::JobContext;
 use crate::error::TaskError;
-use crate::session::TaskControl;
 use crate::sink::{Begun, record_bytes};
+
+/// A finished task: its id and how it ended.
+pub type Done = (TaskId, Result<TaskMetrics, TaskError>);
+
+/// What the session shares with a running task: a cancel flag it polls and the progress it
+/// reports with every heartbeat.
+#[derive(Default)]
+pub struct TaskControl {
+    pub cancel: AtomicBool,
+    pub records_in: AtomicU64,
+}
+
+pub fn spawn_task(
+    ctx: Arc<JobContext>,
+    id: TaskId,
+    ranges: Vec<OffsetRange>,
+    done: mpsc::UnboundedSender<Done>,
+) -> Arc<TaskControl> {
+    let control = Arc::new(TaskControl::default());
+    let task_control = control.clone();
+    let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
+    tokio::task::spawn_blocking(move || {
+        let _entered = span.enter();
+        let result = run_task(&ctx, id, &ranges, &task_control);
+        match &result {
+            Ok(m) => debug!(
+                records_in = m.records_in,
+                records_out = m.records_out,
+                took_ms = m.total_ms,
+                "Task done"
+            ),
+            Err(e) => warn!(kind = %e.kind, error = %e, "Task failed"),
+        }
+        let _ = done.send((id, result));
+    });
+    control
+}
 
 pub fn run_task(
     ctx: &JobContext,
@@ -56,7 +95,7 @@ pub fn run_task(
                         OnRecordError::Skip => {}
                         OnRecordError::DeadLetter => output.write_dead_letter(&record, &reason)?,
                         OnRecordError::Fail => {
-                            return Err(TaskError::fatal(format!(
+                            return Err(TaskError::data(format!(
                                 "record {}-{}@{} rejected: {reason} (transform.on_record_error = \"fail\")",
                                 record.topic, record.partition, record.offset
                             )));

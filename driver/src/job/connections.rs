@@ -82,11 +82,11 @@ impl JobLoop {
                         flush_ms = metrics.flush_ms, total_ms = metrics.total_ms, "Task done");
                 }
             }
-            ExecutorEvent::Failed { task, retryable, message } => {
-                warn!(executor = %executor, batch = task.batch, lane = task.lane, retryable,
+            ExecutorEvent::Failed { task, kind, message } => {
+                warn!(executor = %executor, batch = task.batch, lane = task.lane, kind = %kind,
                     error = %message, "Task failed");
                 if let Err(failure) =
-                    self.scheduler.task_failed(&executor, task, retryable, &message, now)
+                    self.scheduler.task_failed(&executor, task, kind, &message, now)
                 {
                     self.cancel_running();
                     return Err(failure.into());

@@ -4,6 +4,7 @@
 
 use tokio::sync::mpsc;
 use weir_common::OffsetRange;
+use weir_common::failure::FailureKind;
 use weir_common::protocol::{TaskId, TaskMetrics};
 
 /// A connection's number: events of an old connection never touch a newer one of the same
@@ -15,7 +16,7 @@ pub enum ExecutorEvent {
     Heartbeat,
     Progress { task: TaskId, records_in: u64 },
     Succeeded { task: TaskId, metrics: TaskMetrics },
-    Failed { task: TaskId, retryable: bool, message: String },
+    Failed { task: TaskId, kind: FailureKind, message: String },
     Leaving,
 }
 

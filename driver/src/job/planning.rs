@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weir_common::batch::BatchPlan;
-use weir_common::retry::retry;
+use weir_common::retry::{Retryable, retry};
 use weir_common::{OffsetRange, TopicPartition};
 
 use super::{ETCD_RETRY, JobLoop, MAX_BATCHES_IN_FLIGHT, advance, now_ms};
@@ -28,7 +28,9 @@ impl JobLoop {
         let started = Instant::now();
         let latest = match self.fetch_latest().await {
             Ok(latest) => latest,
-            Err(e @ DriverError::Kafka { .. }) => {
+            // A broker away: wait for the next round. A refused property, a missing
+            // permission: stop and say so.
+            Err(e @ DriverError::Kafka { .. }) if e.is_retryable() => {
                 warn!(error = %e, "Cannot plan a batch: Kafka did not answer; trying again next interval");
                 self.status.send_modify(|s| s.waiting_for = Some(e.to_string()));
                 return Ok(());

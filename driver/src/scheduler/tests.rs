@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 use weir_common::batch::{BatchPlan, LaneId, LaneTask};
+use weir_common::failure::FailureKind;
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::{OffsetRange, TopicPartition};
 
@@ -164,7 +165,10 @@ fn a_lane_waiting_for_a_retry_holds_back_its_later_batches() {
     s.add_batch(plan(1, [0]), now);
     s.add_batch(plan(2, [0]), now);
     let first = s.dispatch(now);
-    assert_eq!(s.task_failed("a", first[0].task, true, "broker away", now), Ok(true));
+    assert_eq!(
+        s.task_failed("a", first[0].task, FailureKind::Transient, "broker away", now),
+        Ok(true)
+    );
     assert!(s.dispatch(now).is_empty(), "batch 2 lane 0 overtook batch 1's retry");
     let retry = s.dispatch(now + BACKOFF);
     assert_eq!(batch_lanes(&retry), BTreeSet::from([(1, 0)]));
@@ -289,7 +293,7 @@ fn a_removed_executors_tasks_run_again_elsewhere() {
     // The lost executor's late reports change nothing.
     for old in &first {
         assert!(!s.task_succeeded("a", old.task, metrics(1)));
-        assert_eq!(s.task_failed("a", old.task, false, "late", later), Ok(false));
+        assert_eq!(s.task_failed("a", old.task, FailureKind::Data, "late", later), Ok(false));
         // Nor does the old attempt reported by the new executor.
         assert!(!s.task_succeeded("b", old.task, metrics(1)));
     }
@@ -321,7 +325,10 @@ fn a_retryable_failure_waits_for_its_backoff_then_retries() {
     let first = s.dispatch(t0);
     assert_eq!(first[0].task.attempt, 0);
 
-    assert_eq!(s.task_failed("a", first[0].task, true, "broker away", t0), Ok(true));
+    assert_eq!(
+        s.task_failed("a", first[0].task, FailureKind::Transient, "broker away", t0),
+        Ok(true)
+    );
     assert!(s.running().is_empty(), "the slot is free again");
     assert!(s.dispatch(t0).is_empty(), "retried without backoff");
     let retry = s.dispatch(t0 + BACKOFF);
@@ -332,7 +339,10 @@ fn a_retryable_failure_waits_for_its_backoff_then_retries() {
     assert!(!s.task_succeeded("a", first[0].task, metrics(1)));
 
     let t1 = t0 + BACKOFF;
-    assert_eq!(s.task_failed("a", retry[0].task, true, "broker away", t1), Ok(true));
+    assert_eq!(
+        s.task_failed("a", retry[0].task, FailureKind::Transient, "broker away", t1),
+        Ok(true)
+    );
     assert!(s.dispatch(t1).is_empty());
     let retry = s.dispatch(t1 + 2 * BACKOFF);
     assert_eq!(retry.len(), 1);
@@ -353,7 +363,7 @@ fn too_many_retryable_failures_stop_the_job_naming_the_task() {
         assert_eq!(assigned.len(), 1, "attempt {attempt} not dispatched");
         let task = assigned[0].task;
         assert_eq!(task.attempt, attempt);
-        let result = s.task_failed("a", task, true, "disk full", now);
+        let result = s.task_failed("a", task, FailureKind::Transient, "disk full", now);
         if attempt + 1 < settings().max_attempts {
             assert_eq!(result, Ok(true), "gave up after {} failures", attempt + 1);
         }
@@ -364,7 +374,12 @@ fn too_many_retryable_failures_stop_the_job_naming_the_task() {
     let failure = result.unwrap_err();
     assert_eq!(
         failure,
-        JobFailure { task, failures: settings().max_attempts, message: "disk full".into() }
+        JobFailure {
+            task,
+            failures: settings().max_attempts,
+            kind: FailureKind::Transient,
+            message: "disk full".into()
+        }
     );
     let text = failure.to_string();
     assert!(text.contains("batch 7 lane 3"), "{text}");
@@ -378,7 +393,8 @@ fn a_non_retryable_failure_stops_the_job_at_once() {
     s.add_executor("a".into(), 1, now);
     s.add_batch(plan(2, [1]), now);
     let first = s.dispatch(now);
-    let failure = s.task_failed("a", first[0].task, false, "bad transform", now).unwrap_err();
+    let failure =
+        s.task_failed("a", first[0].task, FailureKind::Config, "bad transform", now).unwrap_err();
     assert_eq!(failure.task, first[0].task);
     assert_eq!(failure.failures, 1);
     assert_eq!(failure.message, "bad transform");
@@ -568,7 +584,7 @@ fn at_most_once_a_failed_task_is_abandoned_and_counted_never_retried() {
     assert_eq!(first.len(), 2);
 
     let failed = find(&first, 1, 0).task;
-    assert_eq!(s.task_failed("a", failed, true, "broker away", t0), Ok(true));
+    assert_eq!(s.task_failed("a", failed, FailureKind::Transient, "broker away", t0), Ok(true));
     assert!(s.dispatch(t0 + BACKOFF * 100).is_empty(), "an abandoned task never runs again");
     assert!(s.committable().is_none(), "lane 1 still runs");
     assert!(s.task_succeeded("a", find(&first, 1, 1).task, metrics(100)));
@@ -608,6 +624,7 @@ fn at_most_once_a_non_retryable_failure_still_stops_the_job() {
     s.add_executor("a".into(), 1, t0);
     s.add_batch(plan(1, [0]), t0);
     let first = s.dispatch(t0);
-    let failure = s.task_failed("a", first[0].task, false, "bad record", t0).unwrap_err();
+    let failure =
+        s.task_failed("a", first[0].task, FailureKind::Data, "bad record", t0).unwrap_err();
     assert_eq!(failure.message, "bad record");
 }

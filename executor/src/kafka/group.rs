@@ -29,11 +29,11 @@ impl GroupProgress {
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed");
         let consumer: BaseConsumer = config.create().map_err(|e| {
-            TaskError::fatal(format!("cannot create a client for group {group}: {e}"))
+            TaskError::kafka(format_args!("cannot create a client for group {group}"), &e)
         })?;
         let metadata = consumer
             .group_metadata()
-            .ok_or_else(|| TaskError::fatal(format!("no group metadata for {group}")))?;
+            .ok_or_else(|| TaskError::config(format!("no group metadata for {group}")))?;
         Ok(GroupProgress { consumer, metadata, group: group.to_owned() })
     }
 
@@ -56,17 +56,20 @@ impl GroupProgress {
             list.add_partition(range.topic(), range.partition());
         }
         let committed = self.consumer.committed_offsets(list, FETCH_TIMEOUT).map_err(|e| {
-            TaskError::retryable(format!("reading the progress of group {}: {e}", self.group))
+            TaskError::kafka(format_args!("reading the progress of group {}", self.group), &e)
         })?;
         let mut progress = BTreeMap::new();
         for element in committed.elements() {
             if let Some(error) = element.error().err() {
-                return Err(TaskError::retryable(format!(
-                    "reading the progress of group {} for {}-{}: {error}",
-                    self.group,
-                    element.topic(),
-                    element.partition()
-                )));
+                return Err(TaskError::kafka(
+                    format_args!(
+                        "reading the progress of group {} for {}-{}",
+                        self.group,
+                        element.topic(),
+                        element.partition()
+                    ),
+                    &error,
+                ));
             }
             if let Offset::Offset(at) = element.offset() {
                 progress.insert(TopicPartition::new(element.topic(), element.partition()), at);

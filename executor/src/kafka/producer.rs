@@ -12,6 +12,7 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
 use weir_common::Record;
+use weir_common::failure::FailureKind;
 
 use crate::error::TaskError;
 
@@ -28,7 +29,8 @@ pub struct Deliveries {
     sent: AtomicU64,
     acked: AtomicU64,
     failed: AtomicU64,
-    first_error: Mutex<Option<String>>,
+    /// The first delivery error, classified: its kind decides whether the task is run again.
+    first_error: Mutex<Option<TaskError>>,
     /// Signalled on every delivery report, so a finishing task wakes as soon as its own records
     /// are acknowledged (a producer-wide flush would wait for every task's records, and polls).
     reported: Condvar,
@@ -58,7 +60,7 @@ impl ProducerContext for DeliveryTracker {
                     .first_error
                     .lock()
                     .expect("delivery error")
-                    .get_or_insert_with(|| e.to_string());
+                    .get_or_insert_with(|| TaskError::kafka("delivery failed", e));
             }
         }
         // Taking the lock orders this notification after a waiter's check of the counts.
@@ -120,7 +122,7 @@ impl SharedProducer {
             config.set("message.timeout.ms", DEFAULT_MESSAGE_TIMEOUT.as_millis().to_string());
         }
         let producer = config.create_with_context(DeliveryTracker).map_err(|e| {
-            TaskError::fatal(format!("cannot create a producer for {brokers}: {e}"))
+            TaskError::kafka(format_args!("cannot create a producer for {brokers}"), &e)
         })?;
         Ok(SharedProducer { producer: Arc::new(producer), brokers: brokers.to_owned() })
     }
@@ -168,7 +170,7 @@ impl SharedProducer {
                 }
                 Err((e, _)) => {
                     deliveries.sent.fetch_sub(1, Ordering::Relaxed);
-                    return Err(TaskError::retryable(format!("producing to {topic}: {e}")));
+                    return Err(TaskError::kafka(format_args!("producing to {topic}"), &e));
                 }
             }
         }
@@ -182,7 +184,7 @@ impl SharedProducer {
         while deliveries.settled() < sent {
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(TaskError::retryable(format!(
+                return Err(TaskError::transient(format!(
                     "only {} of {sent} records acknowledged by {} after {FLUSH_TIMEOUT:?}",
                     deliveries.settled(),
                     self.brokers
@@ -192,11 +194,17 @@ impl SharedProducer {
         }
         let failed = deliveries.failed.load(Ordering::Acquire);
         if failed > 0 {
-            let first = guard.clone().unwrap_or_default();
-            return Err(TaskError::retryable(format!(
-                "{failed} of {sent} records were not delivered to {}: {first}",
-                self.brokers
-            )));
+            let (kind, first) = match guard.clone() {
+                Some(first) => (first.kind, first.message),
+                None => (FailureKind::Transient, String::new()),
+            };
+            return Err(TaskError {
+                kind,
+                message: format!(
+                    "{failed} of {sent} records were not delivered to {}: {first}",
+                    self.brokers
+                ),
+            });
         }
         Ok(())
     }

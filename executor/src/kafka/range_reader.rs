@@ -107,7 +107,7 @@ impl ConsumerCache {
         let consumer = self
             .config
             .create_with_context(ReaderContext)
-            .map_err(|e| TaskError::retryable(format!("cannot create a consumer for {tp}: {e}")))?;
+            .map_err(|e| TaskError::kafka(format_args!("cannot create a consumer for {tp}"), &e))?;
         Ok(Cached { consumer, next: None })
     }
 }
@@ -116,11 +116,11 @@ fn seek(cached: &mut Cached, tp: &TopicPartition, from: i64) -> Result<(), TaskE
     let mut assignment = TopicPartitionList::new();
     assignment
         .add_partition_offset(&tp.topic, tp.partition, Offset::Offset(from))
-        .map_err(|e| TaskError::fatal(format!("{tp}: {e}")))?;
+        .map_err(|e| TaskError::kafka(tp, &e))?;
     cached
         .consumer
         .assign(&assignment)
-        .map_err(|e| TaskError::retryable(format!("cannot assign {tp} at {from}: {e}")))?;
+        .map_err(|e| TaskError::kafka(format_args!("cannot assign {tp} at {from}"), &e))?;
     cached.next = Some(from);
     Ok(())
 }
@@ -153,7 +153,7 @@ fn read_into(
     let mut unproven_eof: Option<Instant> = None;
     while position < until {
         if cancel.load(Ordering::Relaxed) {
-            return Err(TaskError::retryable("cancelled"));
+            return Err(TaskError::transient("cancelled"));
         }
         if unproven_eof.is_some_and(|at| at.elapsed() >= STALE_EOF_GRACE) {
             // Nothing followed it: the range may end in a gap. Only a seek can prove that.
@@ -165,7 +165,7 @@ fn read_into(
         match cached.consumer.poll(wait) {
             None => {
                 if last_progress.elapsed() > STALL_TIMEOUT {
-                    return Err(TaskError::retryable(format!(
+                    return Err(TaskError::transient(format!(
                         "no record of {tp} for {STALL_TIMEOUT:?} at offset {position} (reading {range})"
                     )));
                 }
@@ -203,7 +203,7 @@ fn read_into(
                 }
                 let gone = start.min(until) - position;
                 if on_data_loss == OnDataLoss::Fail {
-                    return Err(TaskError::fatal(format!(
+                    return Err(TaskError::data(format!(
                         "offsets [{position}, {start}) of {tp} are no longer in Kafka: {gone} \
                          records of this task's range {range} are gone (retention or \
                          DeleteRecords). Set source.on_data_loss = \"skip\" to go on"
@@ -240,7 +240,7 @@ fn log_start(cached: &Cached, tp: &TopicPartition) -> Result<i64, TaskError> {
     let (low, _) = cached
         .consumer
         .fetch_watermarks(&tp.topic, tp.partition, Duration::from_secs(10))
-        .map_err(|e| TaskError::retryable(format!("reading the log start of {tp}: {e}")))?;
+        .map_err(|e| TaskError::kafka(format_args!("reading the log start of {tp}"), &e))?;
     Ok(low)
 }
 
@@ -248,14 +248,14 @@ fn classify(e: KafkaError, range: &OffsetRange, position: i64) -> TaskError {
     let tp = range.topic_partition();
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::OffsetOutOfRange) | Some(RDKafkaErrorCode::AutoOffsetReset) => {
-            TaskError::fatal(format!(
+            TaskError::data(format!(
                 "offsets [{position}, {}) of {tp} are not in Kafka any more (deleted by retention?): {e}",
                 range.until()
             ))
         }
         Some(RDKafkaErrorCode::UnknownTopicOrPartition) => {
-            TaskError::fatal(format!("{tp} does not exist any more: {e}"))
+            TaskError::data(format!("{tp} does not exist any more: {e}"))
         }
-        _ => TaskError::retryable(format!("reading {range}: {e}")),
+        _ => TaskError::kafka(format_args!("reading {range}"), &e),
     }
 }

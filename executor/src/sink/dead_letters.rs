@@ -66,7 +66,7 @@ impl TaskOutput for WithDeadLetters<'_> {
 /// For outputs that have no dead-letter topic of their own: validation makes `dead-letter` need
 /// a topic, so reaching this is a bug, reported without losing the record silently.
 pub fn no_dead_letter_topic(record: &Record<'_>) -> TaskError {
-    TaskError::fatal(format!(
+    TaskError::config(format!(
         "record {}-{}@{} must go to the dead letters, but no dead-letter topic is set up",
         record.topic, record.partition, record.offset
     ))

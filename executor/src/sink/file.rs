@@ -22,7 +22,7 @@ pub struct FileSink {
 impl FileSink {
     pub fn new(dir: PathBuf) -> Result<Self, TaskError> {
         std::fs::create_dir_all(&dir)
-            .map_err(|e| TaskError::fatal(format!("sink.path {}: {e}", dir.display())))?;
+            .map_err(|e| TaskError::config(format!("sink.path {}: {e}", dir.display())))?;
         Ok(FileSink { dir })
     }
 }
@@ -69,7 +69,7 @@ struct FileOutput {
 }
 
 fn io_error(path: &Path, e: std::io::Error) -> TaskError {
-    TaskError::retryable(format!("file sink {}: {e}", path.display()))
+    TaskError::transient(format!("file sink {}: {e}", path.display()))
 }
 
 impl TaskOutput for FileOutput {
@@ -80,7 +80,7 @@ impl TaskOutput for FileOutput {
             .find(|p| p.range.partition() == record.partition && p.range.topic() == record.topic)
             .ok_or_else(|| {
                 let at = format!("{}-{}@{}", record.topic, record.partition, record.offset);
-                TaskError::fatal(format!("record {at} is outside the task's ranges"))
+                TaskError::data(format!("record {at} is outside the task's ranges"))
             })?;
         let payload = record.payload.as_deref().unwrap_or_default();
         part.writer

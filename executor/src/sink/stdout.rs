@@ -50,7 +50,7 @@ impl StdoutOutput {
         let mut out = std::io::stdout().lock();
         out.write_all(&self.buffer)
             .and_then(|()| out.flush())
-            .map_err(|e| TaskError::retryable(format!("writing to stdout: {e}")))?;
+            .map_err(|e| TaskError::transient(format!("writing to stdout: {e}")))?;
         self.buffer.clear();
         Ok(())
     }

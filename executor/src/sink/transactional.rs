@@ -27,6 +27,7 @@ use rdkafka::producer::Producer;
 use tracing::{debug, info, warn};
 use weir_common::batch::LaneId;
 use weir_common::config::Partitioning;
+use weir_common::failure::kafka_failure;
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record, TopicPartition};
 
@@ -90,10 +91,10 @@ impl TransactionalSink {
             self.settings.transaction_timeout,
         )?;
         producer.client().init_transactions(INIT_TIMEOUT).map_err(|e| {
-            TaskError::retryable(format!(
-                "init_transactions for {id} on {}: {e}",
-                self.settings.brokers
-            ))
+            TaskError::kafka(
+                format_args!("init_transactions for {id} on {}", self.settings.brokers),
+                &e,
+            )
         })?;
         info!(lane, transactional_id = %id, "Lane producer initialised; older owners are fenced");
         let known = Lane { producer: producer.clone(), committed: BTreeMap::new() };
@@ -146,8 +147,9 @@ impl TransactionalSink {
         );
         match Failure::of(&e) {
             Failure::Abortable => {
-                // Dropping the output aborts the transaction.
-                TaskError::retryable(message)
+                // Dropping the output aborts the transaction. What caused it decides whether
+                // the task runs again (a record too large for the broker never fits).
+                TaskError { kind: kafka_failure(&e), message }
             }
             Failure::Fenced => {
                 output.state = State::Dropped;
@@ -155,12 +157,12 @@ impl TransactionalSink {
                 // A zombie (paused past the timeout) finds its session closed by the driver and
                 // re-attaches; an executor the lane comes back to starts a new producer.
                 warn!(lane = output.lane, error = %e, "Fenced: another executor took this lane over; dropped its producer");
-                TaskError::retryable(format!("{message}; another executor took the lane over"))
+                TaskError::transient(format!("{message}; another executor took the lane over"))
             }
             Failure::Retriable | Failure::Ambiguous => {
                 output.state = State::Dropped;
                 self.drop_lane(output.lane, &output.producer);
-                TaskError::retryable(format!("{message}; the lane's producer is started again"))
+                TaskError::transient(format!("{message}; the lane's producer is started again"))
             }
         }
     }
@@ -171,7 +173,7 @@ impl Sink for TransactionalSink {
         let producer = self.lane_producer(task.lane)?;
         let committed = self.progress(task.lane, ranges)?;
         match task_progress(ranges, &committed, self.settings.group.name())
-            .map_err(TaskError::fatal)?
+            .map_err(TaskError::data)?
         {
             TaskProgress::AlreadyCommitted => {
                 info!(lane = task.lane, "Task already committed in Kafka; not written again");
@@ -262,6 +264,8 @@ impl TaskOutput for TransactionOutput<'_> {
                 return Ok(());
             };
             // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
+            // Not `common::retry`: this runs on a blocking thread, and librdkafka asks for the
+            // same call again at once (each call already waits up to CALL_TIMEOUT).
             if Failure::of(&e) != Failure::Retriable || attempt >= COMMIT_ATTEMPTS {
                 return Err(sink.failed(&mut self, "commit_transaction", e));
             }

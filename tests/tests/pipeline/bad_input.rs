@@ -83,7 +83,11 @@ async fn unreachable_kafka_at_start_is_retried_with_a_clear_message() {
     std::fs::write(&job.config_path, config).unwrap();
     job.start_driver();
     job.supervisor
-        .wait_for_log("driver", "Cannot read the source topics; retrying", Duration::from_secs(60))
+        .wait_for_log(
+            "driver",
+            "reading the source topics failed; retrying",
+            Duration::from_secs(60),
+        )
         .await;
     assert!(job.supervisor.log("driver").contains(&dead), "the message names the brokers");
     assert!(job.supervisor.is_running("driver"));
