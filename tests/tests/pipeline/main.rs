@@ -5,6 +5,7 @@
 mod bad_input;
 mod delivery;
 mod guarantees;
+mod in_process;
 mod kafka_cases;
 mod restarts;
 mod user_transform;
