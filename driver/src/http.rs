@@ -10,11 +10,12 @@ use tokio_util::sync::CancellationToken;
 use crate::error::DriverError;
 use crate::status::Status;
 
+/// Binds `addr` and serves until `stop`; the returned task ends when the server has stopped.
 pub async fn serve(
     addr: SocketAddr,
     status: watch::Receiver<Status>,
     stop: CancellationToken,
-) -> Result<(), DriverError> {
+) -> Result<tokio::task::JoinHandle<()>, DriverError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .map_err(|source| DriverError::Listen { what: "driver.http_listen", addr, source })?;
@@ -22,12 +23,11 @@ pub async fn serve(
     let app = Router::new()
         .route("/api/status", get(move || async move { axum::Json(json.borrow().clone()) }))
         .route("/metrics", get(move || async move { status.borrow().metrics() }));
-    tokio::spawn(async move {
+    Ok(tokio::spawn(async move {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });
         if let Err(e) = server.await {
             tracing::warn!(error = %e, "The status server stopped");
         }
-    });
-    Ok(())
+    }))
 }

@@ -153,10 +153,9 @@ async fn run_as_leader(
         generation: leadership.generation,
         ..Status::default()
     });
-    let servers_stop = CancellationToken::new();
-    let _stop_servers = servers_stop.clone().drop_guard();
+    let mut servers = Servers::default();
     if let Some(addr) = config.driver.http_listen {
-        http::serve(addr, status_rx, servers_stop.clone()).await?;
+        servers.tasks.push(http::serve(addr, status_rx, servers.stop.clone()).await?);
     }
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let session = Session {
@@ -167,8 +166,8 @@ async fn run_as_leader(
         heartbeat_interval: config.driver.heartbeat_interval,
     };
     let service = DriverServer::new(DriverService::new(session, events_tx));
-    let grpc_stop = servers_stop.clone();
-    tokio::spawn(async move {
+    let grpc_stop = servers.stop.clone();
+    servers.tasks.push(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(service)
             .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_stop.cancelled())
@@ -176,18 +175,59 @@ async fn run_as_leader(
         if let Err(e) = result {
             warn!(error = %e, "The gRPC server stopped");
         }
-    });
+    }));
     if config.sink.guarantee == Guarantee::ExactlyOnce {
         // Kafka unreachable is waited for; a timeout the broker refuses stops the job.
         tokio::select! {
             checked = retry("checking the broker's transaction limit", START_RETRY, || {
                 group::check_transaction_timeout(config)
             }) => checked?,
-            _ = stop.cancelled() => return Ok(()),
+            _ = stop.cancelled() => {
+                servers.stop().await;
+                return Ok(());
+            }
         }
     }
     let job = JobLoop::new(config.clone(), io, leadership.generation, stored, status);
-    job.run(events_rx, stop, leadership.lost.clone()).await
+    let result = job.run(events_rx, stop, leadership.lost.clone()).await;
+    servers.stop().await;
+    result
+}
+
+/// How long the servers get to finish open requests once the job is done. Executors' streams
+/// end as soon as the job loop lets go of them; a connection that stays open past this (a paused
+/// executor, a client that never closes) is cut.
+const SERVER_GRACE: Duration = Duration::from_secs(2);
+
+/// The gRPC and HTTP servers of a leading driver. `stop` returns only once they have stopped and
+/// their ports are closed, so a driver started next in the same process can bind them. Dropped
+/// without `stop` (an early error), they are aborted.
+#[derive(Default)]
+struct Servers {
+    stop: CancellationToken,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Servers {
+    async fn stop(mut self) {
+        self.stop.cancel();
+        for mut task in std::mem::take(&mut self.tasks) {
+            if tokio::time::timeout(SERVER_GRACE, &mut task).await.is_err() {
+                warn!("A server still had open connections after {SERVER_GRACE:?}; closing them");
+                task.abort();
+                let _ = task.await;
+            }
+        }
+    }
+}
+
+impl Drop for Servers {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
 }
 
 /// Connects and proves etcd answers (connecting alone does not).
