@@ -188,7 +188,7 @@ async fn run_as_leader(
             }
         }
     }
-    let job = JobLoop::new(config.clone(), io, leadership.generation, stored, status);
+    let job = JobLoop::new(config.clone(), io, stored, status);
     let result = job.run(events_rx, stop, leadership.lost.clone()).await;
     servers.stop().await;
     result

@@ -77,7 +77,6 @@ pub struct JobIo {
 pub struct JobLoop {
     config: Arc<JobConfig>,
     io: JobIo,
-    generation: u64,
     scheduler: Scheduler,
     connections: Connections,
     /// The committed progress, as in etcd.
@@ -96,7 +95,8 @@ pub struct JobLoop {
     limited: BTreeMap<u64, bool>,
     /// Listed topics deleted while read, under `on_data_loss = "skip"`: no longer an error.
     deleted_topics: BTreeSet<String>,
-    /// What operators see: this loop is its one writer.
+    /// What operators see (the job, driver and generation set by the caller): this loop is its
+    /// one writer.
     status: watch::Sender<Status>,
 }
 
@@ -104,7 +104,6 @@ impl JobLoop {
     pub fn new(
         config: Arc<JobConfig>,
         io: JobIo,
-        generation: u64,
         stored: Stored,
         status: watch::Sender<Status>,
     ) -> Self {
@@ -124,10 +123,8 @@ impl JobLoop {
         let rate = config.source.backpressure.then(|| {
             RateController::new(config.job.batch_interval, Limits::for_partitions(0, None))
         });
-        status.send_modify(|s| s.generation = generation);
         JobLoop {
             io,
-            generation,
             scheduler: Scheduler::new(settings),
             connections: Connections::default(),
             committed,
@@ -215,7 +212,6 @@ impl JobLoop {
                 .running_tasks
                 .retain(|t| running.iter().any(|(e, id)| *e == t.executor && *id == t.task));
             status.batches_in_flight = self.scheduler.batches_in_flight();
-            status.generation = self.generation;
         });
     }
 }

@@ -81,7 +81,7 @@ impl Job {
         };
         let (status_tx, status) = watch::channel(Status::default());
         let stored = store.load().await.unwrap();
-        let job = JobLoop::new(config, io, 1, stored, status_tx);
+        let job = JobLoop::new(config, io, stored, status_tx);
         let (events, events_rx) = mpsc::unbounded_channel();
         let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
         let handle = tokio::spawn(job.run(events_rx, stop.clone(), lost.clone()));
