@@ -11,6 +11,7 @@
 #   deploy/docker/engine.sh base     build the base image unless it exists (tag below)
 #   deploy/docker/engine.sh rebase   build the base image again, replacing the old one
 #   deploy/docker/engine.sh stop     stop the dockerd that `up` started (by recorded pid)
+#   deploy/docker/engine.sh docker ARGS...   the Docker client that suits the daemon
 #
 # The base is tagged `weir-base:bookworm`, and also `debian:bookworm-slim` when no image of
 # that name exists yet, so Dockerfiles that name the official base build here unchanged.
@@ -175,6 +176,7 @@ case "${1:-}" in
   base) cmd_base ;;
   rebase) cmd_rebase ;;
   stop) cmd_stop ;;
+  docker) shift; docker_cli "$@" ;;
   *)
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2
     exit 2

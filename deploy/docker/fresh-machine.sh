@@ -32,9 +32,7 @@ binaries=(weir-driver weir-executor weir-kafka weir-bench)
 say() { printf 'fresh-machine: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-docker_cli() {
-  if [ -x /usr/bin/docker ]; then /usr/bin/docker "$@"; else docker "$@"; fi
-}
+docker_cli() { bash "$engine" docker "$@"; }
 
 mkdir -p "$work"/{targets,cargo-home,apt-archives,m2}
 

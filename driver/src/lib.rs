@@ -32,7 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use weir_common::config::{Guarantee, JobConfig};
 use weir_common::protocol::JobKeys;
-use weir_common::retry::{Backoff, retry};
+use weir_common::retry::retry;
 use weir_proto::v1::driver_server::DriverServer;
 
 pub use error::{AttachRefused, DriverError};
@@ -41,17 +41,10 @@ use crate::election::Leadership;
 use crate::etcd::EtcdStore;
 use crate::group::KafkaGroup;
 use crate::io::CheckpointStore;
-use crate::job::{JobIo, JobLoop};
+use crate::job::{JobIo, JobLoop, START_RETRY};
 use crate::service::{DriverService, Session};
 use crate::source::KafkaSource;
 use crate::status::Status;
-
-/// Waits between attempts to reach etcd or Kafka at start: forever, loudly, never a crash loop.
-const START_RETRY: Backoff = Backoff {
-    initial: Duration::from_millis(500),
-    max: Duration::from_secs(10),
-    give_up_after: None,
-};
 
 /// Runs the driver until `shutdown` resolves (then stops planning, lets in-flight batches commit
 /// and returns `Ok`) or the job fails. Whatever ends it, the servers it started are stopped and,

@@ -59,8 +59,9 @@ const ETCD_RETRY: Backoff = Backoff {
     give_up_after: None,
 };
 
-/// Waits for Kafka at start: for ever, loudly, never a crash loop.
-const START_RETRY: Backoff = Backoff {
+/// Waits for etcd or Kafka at start (the driver's and the loop's): for ever, loudly, never a
+/// crash loop.
+pub(crate) const START_RETRY: Backoff = Backoff {
     initial: Duration::from_millis(500),
     max: Duration::from_secs(10),
     give_up_after: None,

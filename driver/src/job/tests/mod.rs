@@ -74,11 +74,8 @@ impl Job {
         for &(p, end) in partitions {
             source.set(&tp(p), 0, end);
         }
-        let io = JobIo {
-            store: store.clone(),
-            source: source.clone(),
-            group: Arc::new(MemoryGroup::default()),
-        };
+        let io =
+            JobIo { store: store.clone(), source: source.clone(), group: Arc::new(MemoryGroup) };
         let (status_tx, status) = watch::channel(Status::default());
         let stored = store.load().await.unwrap();
         let job = JobLoop::new(config, io, stored, status_tx);
