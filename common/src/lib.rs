@@ -4,6 +4,7 @@
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
+pub mod control;
 pub mod error;
 pub mod failure;
 pub mod lanes;

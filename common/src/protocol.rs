@@ -141,6 +141,8 @@ pub struct LeaderRecord {
     pub driver_id: String,
     pub address: String,
     pub generation: u64,
+    /// Where the driver serves `/api/status`; `None` when its HTTP server is off.
+    pub http_address: Option<String>,
 }
 
 impl LeaderRecord {
@@ -150,6 +152,7 @@ impl LeaderRecord {
             driver_id: self.driver_id.clone(),
             address: self.address.clone(),
             generation: self.generation,
+            http_address: self.http_address.clone().unwrap_or_default(),
         }
         .encode_to_vec()
     }
@@ -157,7 +160,12 @@ impl LeaderRecord {
     pub fn decode(bytes: &[u8]) -> Result<Self, ProtoError> {
         let v = decode::<pb::LeaderRecord>("LeaderRecord", bytes)?;
         check_format_version("LeaderRecord", v.format_version, LEADER_FORMAT_VERSION)?;
-        Ok(LeaderRecord { driver_id: v.driver_id, address: v.address, generation: v.generation })
+        Ok(LeaderRecord {
+            driver_id: v.driver_id,
+            address: v.address,
+            generation: v.generation,
+            http_address: Some(v.http_address).filter(|a| !a.is_empty()),
+        })
     }
 }
 
@@ -190,6 +198,30 @@ impl JobKeys {
     pub fn batches_prefix(&self) -> String {
         format!("{}/batches/", self.root)
     }
+    /// Every key of the job ends with `/` after this; `weirctl job delete` removes them all.
+    pub fn job_prefix(&self) -> String {
+        format!("{}/", self.root)
+    }
+    /// A running driver's registration (leading or standing by), bound to its lease.
+    pub fn driver(&self, driver_id: &str) -> String {
+        format!("{}/drivers/{driver_id}", self.root)
+    }
+    pub fn drivers_prefix(&self) -> String {
+        format!("{}/drivers/", self.root)
+    }
+    /// The operators' requests: the job state and executor drains.
+    pub fn control_prefix(&self) -> String {
+        format!("{}/control/", self.root)
+    }
+    pub fn control_state(&self) -> String {
+        format!("{}/control/state", self.root)
+    }
+    pub fn drain(&self, executor: &str) -> String {
+        format!("{}/control/drain/{executor}", self.root)
+    }
+    pub fn drain_prefix(&self) -> String {
+        format!("{}/control/drain/", self.root)
+    }
 }
 
 #[cfg(test)]
@@ -206,8 +238,12 @@ mod tests {
 
     #[test]
     fn leader_record_round_trips() {
-        let r =
-            LeaderRecord { driver_id: "d1".into(), address: "http://h:1".into(), generation: 4 };
+        let r = LeaderRecord {
+            driver_id: "d1".into(),
+            address: "http://h:1".into(),
+            generation: 4,
+            http_address: Some("http://h:2".into()),
+        };
         assert_eq!(LeaderRecord::decode(&r.encode()).unwrap(), r);
     }
 }

@@ -44,24 +44,35 @@ impl Leadership {
     }
 }
 
-/// Waits until this driver leads the job, then returns its leadership. `ttl` is the lease time:
-/// how long a killed driver's key outlives it.
+/// Waits until this driver leads the job, then returns its leadership. `me` says who this
+/// driver is and where it serves (its generation is ignored). `ttl` is the lease time: how long
+/// a killed driver's key outlives it. While waiting, the driver is registered under
+/// `drivers/{id}` (bound to the same lease), so `weirctl status` lists it as a standby.
 pub async fn campaign(
     client: &Client,
     endpoints: &str,
     keys: &JobKeys,
-    driver_id: &str,
-    address: &str,
+    me: &LeaderRecord,
     ttl: Duration,
 ) -> Result<Leadership, DriverError> {
     let etcd = |source| DriverError::Etcd { endpoints: endpoints.to_owned(), source };
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let lease = client.lease_client().grant(ttl_secs, None).await.map_err(etcd)?.id();
+    let registration = LeaderRecord { generation: 0, ..me.clone() };
+    client
+        .kv_client()
+        .put(
+            keys.driver(&me.driver_id),
+            registration.encode(),
+            Some(PutOptions::new().with_lease(lease)),
+        )
+        .await
+        .map_err(etcd)?;
     let keepalive_lost = CancellationToken::new();
     let renewer = EtcdLease { client: client.clone(), lease, stream: None };
     let ttl = Duration::from_secs(ttl_secs as u64);
     let keepalive = tokio::spawn(keep_alive(renewer, lease, ttl, keepalive_lost.clone()));
-    match wait_to_lead(client, keys, driver_id, address, lease, &keepalive_lost, etcd).await {
+    match wait_to_lead(client, keys, me, lease, &keepalive_lost, etcd).await {
         Ok((generation, revision)) => {
             Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive })
         }
@@ -78,8 +89,7 @@ pub async fn campaign(
 async fn wait_to_lead(
     client: &Client,
     keys: &JobKeys,
-    driver_id: &str,
-    address: &str,
+    me: &LeaderRecord,
     lease: i64,
     keepalive_lost: &CancellationToken,
     etcd: impl Fn(etcd_client::Error) -> DriverError,
@@ -100,11 +110,7 @@ async fn wait_to_lead(
             None => (0, 0),
         };
         let generation = current + 1;
-        let record = LeaderRecord {
-            driver_id: driver_id.to_owned(),
-            address: address.to_owned(),
-            generation,
-        };
+        let record = LeaderRecord { generation, ..me.clone() };
         let txn = Txn::new()
             .when([
                 Compare::create_revision(keys.leader(), CompareOp::Equal, 0),

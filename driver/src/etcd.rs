@@ -6,11 +6,13 @@ use async_trait::async_trait;
 use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use weir_common::OffsetsCheckpoint;
 use weir_common::batch::BatchPlan;
+use weir_common::control::{JobControl, JobState};
 use weir_common::lanes::LaneMap;
 use weir_common::protocol::JobKeys;
 
 use crate::error::DriverError;
-use crate::io::{CheckpointStore, Stored};
+use crate::io::{CheckpointStore, Control, Stored};
+use crate::job::now_ms;
 
 /// How many committed batch records stay in etcd for history.
 const COMMITTED_BATCHES_KEPT: u64 = 10;
@@ -41,16 +43,34 @@ impl EtcdStore {
     }
 
     async fn guarded(&self, ops: Vec<TxnOp>) -> Result<(), DriverError> {
-        let txn = Txn::new()
-            .when([Compare::create_revision(
-                self.keys.leader(),
-                CompareOp::Equal,
-                self.leader_revision,
-            )])
-            .and_then(ops);
+        if self.guarded_if(Vec::new(), ops).await? {
+            Ok(())
+        } else {
+            Err(DriverError::LostLeadership { job: self.job.clone() })
+        }
+    }
+
+    /// Applies `ops` if this driver still leads and every one of `more` holds. `Ok(false)`: a
+    /// condition of `more` failed; lost leadership is an error.
+    async fn guarded_if(&self, more: Vec<Compare>, ops: Vec<TxnOp>) -> Result<bool, DriverError> {
+        let leader = self.keys.leader();
+        let mut compares =
+            vec![Compare::create_revision(leader.as_str(), CompareOp::Equal, self.leader_revision)];
+        compares.extend(more);
+        let txn =
+            Txn::new().when(compares).and_then(ops).or_else([TxnOp::get(leader.as_str(), None)]);
         let resp = self.client.kv_client().txn(txn).await.map_err(|e| self.etcd_error(e))?;
         if resp.succeeded() {
-            Ok(())
+            return Ok(true);
+        }
+        let still_leading = resp.op_responses().into_iter().any(|op| match op {
+            etcd_client::TxnOpResponse::Get(get) => {
+                get.kvs().first().is_some_and(|kv| kv.create_revision() == self.leader_revision)
+            }
+            _ => false,
+        });
+        if still_leading {
+            Ok(false)
         } else {
             Err(DriverError::LostLeadership { job: self.job.clone() })
         }
@@ -133,5 +153,48 @@ impl CheckpointStore for EtcdStore {
             ops.push(TxnOp::delete(self.keys.batch(old), None));
         }
         self.guarded(ops).await
+    }
+
+    async fn read_control(&self) -> Result<Control, DriverError> {
+        let prefix = self.keys.control_prefix();
+        let resp = self
+            .client
+            .kv_client()
+            .get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            .await
+            .map_err(|e| self.etcd_error(e))?;
+        let state_key = self.keys.control_state();
+        let drain_prefix = self.keys.drain_prefix();
+        let mut control = Control::default();
+        for kv in resp.kvs() {
+            let key = String::from_utf8_lossy(kv.key()).into_owned();
+            if key == state_key {
+                let value = JobControl::decode(kv.value())
+                    .map_err(|source| DriverError::Corrupt { key, source })?;
+                control.state = value.state;
+                control.changed_by = value.changed_by;
+                control.changed_at_ms = value.changed_at_ms;
+                control.revision = kv.mod_revision();
+            } else if let Some(executor) = key.strip_prefix(&drain_prefix) {
+                control.drains.push(executor.to_owned());
+            }
+        }
+        Ok(control)
+    }
+
+    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError> {
+        let key = self.keys.control_state();
+        let stopped = JobControl {
+            state: JobState::Stopped,
+            changed_at_ms: now_ms(),
+            changed_by: seen.changed_by.clone(),
+        };
+        let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, seen.revision);
+        self.guarded_if(vec![unchanged], vec![TxnOp::put(key.as_str(), stopped.encode(), None)])
+            .await
+    }
+
+    async fn forget_drain(&self, executor: &str) -> Result<(), DriverError> {
+        self.guarded(vec![TxnOp::delete(self.keys.drain(executor), None)]).await
     }
 }

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use async_trait::async_trait;
 use weir_common::batch::BatchPlan;
 use weir_common::config::StartingOffsets;
+use weir_common::control::JobState;
 use weir_common::lanes::LaneMap;
 use weir_common::{OffsetsCheckpoint, TopicPartition};
 
@@ -26,6 +27,21 @@ pub struct Stored {
     pub pending: Vec<BatchPlan>,
 }
 
+/// What operators asked of the job (`weirctl job stop|resume`, `weirctl executors drain`), as
+/// the driver last read it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Control {
+    pub state: JobState,
+    /// Who set the state and when, for the status.
+    pub changed_by: String,
+    pub changed_at_ms: i64,
+    /// etcd's mod revision of the state key (0: absent). A stop is confirmed only if the state
+    /// has not changed since it was read.
+    pub revision: i64,
+    /// Executors an operator asked to leave.
+    pub drains: Vec<String>,
+}
+
 /// The job's checkpoint. Every write is guarded by this driver's leadership: a write after the
 /// leadership is gone fails with `DriverError::LostLeadership` and changes nothing.
 #[async_trait]
@@ -41,6 +57,13 @@ pub trait CheckpointStore: Send + Sync {
     async fn record_batch(&self, plan: &BatchPlan) -> Result<(), DriverError>;
     /// Commits a batch: the new offsets, carrying `last_committed_batch`.
     async fn commit_batch(&self, offsets: &OffsetsCheckpoint) -> Result<(), DriverError>;
+    /// Reads the operators' requests.
+    async fn read_control(&self) -> Result<Control, DriverError>;
+    /// Confirms a requested stop (state `Stopped`): written only if the state key is still at
+    /// `seen.revision`. Returns whether it was written.
+    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError>;
+    /// Deletes an executor's drain request once acted on.
+    async fn forget_drain(&self, executor: &str) -> Result<(), DriverError>;
 }
 
 /// The source cluster as the planner needs it: which partitions exist and where their logs

@@ -31,7 +31,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use weir_common::config::{Guarantee, JobConfig};
-use weir_common::protocol::JobKeys;
+use weir_common::protocol::{JobKeys, LeaderRecord};
 use weir_common::retry::retry;
 use weir_proto::v1::driver_server::DriverServer;
 
@@ -99,11 +99,28 @@ async fn lead(
         (None, Ok(bound)) => format!("http://{bound}"),
         _ => config.driver.advertise_url(),
     };
+    let http_listener =
+        match config.driver.http_listen {
+            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
+                DriverError::Listen { what: "driver.http_listen", addr, source }
+            })?),
+            None => None,
+        };
+    let me = LeaderRecord {
+        driver_id: driver_id.clone(),
+        http_address: http_listener
+            .as_ref()
+            .and_then(|l| l.local_addr().ok())
+            .map(|bound| http::public_url(bound, &address)),
+        address,
+        generation: 0,
+    };
     let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
     let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
-        election::campaign(&client, &endpoints, &keys, &driver_id, &address, lease_ttl)
+        election::campaign(&client, &endpoints, &keys, &me, lease_ttl)
     })
     .await?;
+    let address = me.address;
     leading.store(true, Ordering::SeqCst);
     info!(generation = leadership.generation, driver = %driver_id, address = %address, "Leading the job");
     let store = EtcdStore::new(
@@ -113,7 +130,8 @@ async fn lead(
         config.job.name.clone(),
         leadership.revision,
     );
-    let result = run_as_leader(&config, &leadership, store, driver_id, listener, stop).await;
+    let listeners = Listeners { grpc: listener, http: http_listener };
+    let result = run_as_leader(&config, &leadership, store, driver_id, listeners, stop).await;
     if !matches!(result, Err(DriverError::LostLeadership { .. })) {
         leadership.resign(&client).await;
     }
@@ -127,7 +145,7 @@ async fn run_as_leader(
     leadership: &Leadership,
     store: EtcdStore,
     driver_id: String,
-    listener: TcpListener,
+    listeners: Listeners,
     stop: CancellationToken,
 ) -> Result<(), DriverError> {
     let stored =
@@ -147,8 +165,8 @@ async fn run_as_leader(
         ..Status::default()
     });
     let mut servers = Servers::default();
-    if let Some(addr) = config.driver.http_listen {
-        servers.tasks.push(http::serve(addr, status_rx, servers.stop.clone()).await?);
+    if let Some(listener) = listeners.http {
+        servers.tasks.push(http::serve(listener, status_rx, servers.stop.clone()));
     }
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let session = Session {
@@ -163,7 +181,10 @@ async fn run_as_leader(
     servers.tasks.push(tokio::spawn(async move {
         let result = tonic::transport::Server::builder()
             .add_service(service)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(listener), grpc_stop.cancelled())
+            .serve_with_incoming_shutdown(
+                TcpListenerStream::new(listeners.grpc),
+                grpc_stop.cancelled(),
+            )
             .await;
         if let Err(e) = result {
             warn!(error = %e, "The gRPC server stopped");
@@ -185,6 +206,13 @@ async fn run_as_leader(
     let result = job.run(events_rx, stop, leadership.lost.clone()).await;
     servers.stop().await;
     result
+}
+
+/// The driver's ports, bound before it campaigns: a port in use fails the start at once, and
+/// the addresses registered in etcd are the ones bound.
+struct Listeners {
+    grpc: TcpListener,
+    http: Option<TcpListener>,
 }
 
 /// How long the servers get to finish open requests once the job is done. Executors' streams

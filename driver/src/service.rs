@@ -172,5 +172,6 @@ fn encode(command: Command) -> pb::driver_message::Kind {
         Command::Cancel { task } => {
             pb::driver_message::Kind::Cancel(pb::CancelTask { task: Some(task.into()) })
         }
+        Command::Drain => pb::driver_message::Kind::Drain(pb::Drain {}),
     }
 }

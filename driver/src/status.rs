@@ -6,6 +6,7 @@ use std::fmt::Write;
 use std::time::Duration;
 
 use serde::Serialize;
+use weir_common::control::JobState;
 use weir_common::protocol::TaskId;
 
 use crate::scheduler::{Batch, ExecutorStatus};
@@ -15,6 +16,10 @@ pub struct Status {
     pub job: String,
     pub driver_id: String,
     pub generation: u64,
+    /// What operators asked: running, stop requested, stopped (`weirctl job stop|resume`).
+    pub state: JobState,
+    pub state_changed_by: String,
+    pub state_changed_at_ms: i64,
     pub executors: Vec<ExecutorStatus>,
     /// Running tasks with the progress their executor last reported.
     pub running_tasks: Vec<TaskProgress>,
@@ -112,6 +117,12 @@ impl Status {
             "gauge",
             "Leader generation of this driver.",
             self.generation as f64,
+        );
+        metric(
+            "weir_driver_job_stopped",
+            "gauge",
+            "1 while an operator holds the job (stop requested or stopped), else 0.",
+            if self.state.holds_planning() { 1.0 } else { 0.0 },
         );
         metric(
             "weir_driver_executors",

@@ -206,6 +206,11 @@ impl Attacher {
                                 task.cancel.store(true, Ordering::Relaxed);
                             }
                         }
+                        // An operator asked this executor to leave: the same as SIGTERM.
+                        Some(Kind::Drain(_)) => {
+                            info!("The driver asks this executor to leave (an operator's drain)");
+                            stop.cancel();
+                        }
                         Some(Kind::Heartbeat(_)) | Some(Kind::Welcome(_)) | None => {}
                     }
                 }

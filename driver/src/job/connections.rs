@@ -12,7 +12,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weir_common::config::Guarantee;
 
-use super::{Command, ConnectionId, Event, ExecutorEvent, JobLoop};
+use weir_common::retry::retry;
+
+use super::{Command, ConnectionId, ETCD_RETRY, Event, ExecutorEvent, JobLoop};
 use crate::error::DriverError;
 use crate::scheduler::Assignment;
 
@@ -122,6 +124,26 @@ impl JobLoop {
                 self.drop_connection(conn, "it left after finishing its tasks");
             }
         }
+    }
+
+    /// An operator asked `executor` to leave: it is told to (as SIGTERM would), gets no new task,
+    /// and is let go once its tasks are done. The request is then deleted, acted on or not.
+    pub(super) async fn drain_executor(&mut self, executor: &str) -> Result<(), DriverError> {
+        if self.connections.of(executor).is_some() {
+            info!(
+                executor,
+                "Draining the executor on an operator's request; its lanes move once its tasks finish"
+            );
+            self.connections.send(executor, Command::Drain);
+            self.scheduler.executor_leaving(executor);
+        } else {
+            warn!(
+                executor,
+                "An operator asked to drain an executor that is not attached; request dropped"
+            );
+        }
+        let store = self.io.store.clone();
+        retry("deleting a drain request in etcd", ETCD_RETRY, || store.forget_drain(executor)).await
     }
 
     pub(super) fn expire_silent_executors(&mut self) {

@@ -43,8 +43,15 @@ pub enum Event {
 /// What the job loop tells one executor.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
-    Assign { task: TaskId, ranges: Vec<OffsetRange> },
-    Cancel { task: TaskId },
+    Assign {
+        task: TaskId,
+        ranges: Vec<OffsetRange>,
+    },
+    Cancel {
+        task: TaskId,
+    },
+    /// Leave as on SIGTERM: finish the running tasks, then exit (`weirctl executors drain`).
+    Drain,
 }
 
 /// Wall-clock milliseconds since the Unix epoch, for the timestamps recorded in etcd and sent

@@ -8,6 +8,7 @@
 //! - `planning.rs`: the next batch, within the budget, and data loss found while planning;
 //! - `commits.rs`: batches handed to the scheduler and committed in order;
 //! - `connections.rs`: executors attaching, reporting and leaving, and the commands sent to them;
+//! - `control.rs`: what operators ask of the job (`weirctl`): stop, resume, drain an executor;
 //! - `events.rs`: the domain events and commands the gRPC service translates.
 //!
 //! The loop reaches etcd and Kafka only through the traits of `crate::io`, so `tests/` runs it
@@ -15,6 +16,7 @@
 
 mod commits;
 mod connections;
+mod control;
 mod discovery;
 mod events;
 mod planning;
@@ -31,18 +33,20 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use weir_common::batch::BatchPlan;
 use weir_common::config::{Guarantee, JobConfig};
+use weir_common::control::JobState;
 use weir_common::lanes::LaneMap;
-use weir_common::retry::Backoff;
+use weir_common::retry::{Backoff, retry};
 use weir_common::{OffsetsCheckpoint, TopicPartition};
 
 pub use events::{Command, ConnectionId, Event, ExecutorEvent, now_ms};
 
 use crate::error::DriverError;
-use crate::io::{CheckpointStore, JobGroup, SourceMetadata, Stored};
+use crate::io::{CheckpointStore, Control, JobGroup, SourceMetadata, Stored};
 use crate::rate::{Limits, RateController};
 use crate::scheduler::{Scheduler, Settings};
 use crate::status::Status;
 use connections::Connections;
+use control::ControlPoller;
 
 /// Batches recorded but not committed at once: the next batch is planned while the previous
 /// one finishes, so lanes do not idle between batches.
@@ -99,6 +103,10 @@ pub struct JobLoop {
     /// What operators see (the job, driver and generation set by the caller): this loop is its
     /// one writer.
     status: watch::Sender<Status>,
+    /// What operators asked of the job, as last read from etcd.
+    control: Control,
+    /// The state revision a stop confirmation was last tried at.
+    stop_confirm_tried: Option<i64>,
 }
 
 impl JobLoop {
@@ -114,38 +122,50 @@ impl JobLoop {
             retry_backoff: config.driver.task_retry_backoff,
             run_again: guarantee != Guarantee::AtMostOnce,
         };
-        let committed = stored.offsets.unwrap_or_default();
-        let mut planned = committed.next_offsets.clone();
-        let mut next_batch = committed.last_committed_batch.map_or(1, |b| b + 1);
-        for plan in &stored.pending {
-            advance(&mut planned, plan);
-            next_batch = plan.id + 1;
-        }
         let rate = config.source.backpressure.then(|| {
             RateController::new(config.job.batch_interval, Limits::for_partitions(0, None))
         });
-        JobLoop {
+        let mut job = JobLoop {
             io,
             scheduler: Scheduler::new(settings),
             connections: Connections::default(),
-            committed,
-            planned,
-            lanes: stored.lanes,
-            next_batch,
-            replay: stored.pending,
+            committed: OffsetsCheckpoint::default(),
+            planned: BTreeMap::new(),
+            lanes: LaneMap::default(),
+            next_batch: 1,
+            replay: Vec::new(),
             guarantee,
             rate,
             limited: BTreeMap::new(),
             deleted_topics: BTreeSet::new(),
             status,
             config,
+            control: Control::default(),
+            stop_confirm_tried: None,
+        };
+        job.restore(stored);
+        job
+    }
+
+    /// Takes the checkpoint as the job's state: the committed progress, the lanes, and the
+    /// recorded batches to replay first.
+    fn restore(&mut self, stored: Stored) {
+        self.committed = stored.offsets.unwrap_or_default();
+        self.planned = self.committed.next_offsets.clone();
+        self.next_batch = self.committed.last_committed_batch.map_or(1, |b| b + 1);
+        for plan in &stored.pending {
+            advance(&mut self.planned, plan);
+            self.next_batch = plan.id + 1;
         }
+        self.lanes = stored.lanes;
+        self.replay = stored.pending;
     }
 
     /// Runs until `stop` fires and the in-flight batches are committed, or until the job fails.
-    /// First it finds the source's partitions (waiting for Kafka as long as it takes) and writes
-    /// new partitions' starting offsets to etcd, so a restart before the first batch does not
-    /// resolve `latest` again; then it replays the batches an earlier driver recorded.
+    /// First it reads what operators asked (a stopped job waits for a resume); then it finds the
+    /// source's partitions (waiting for Kafka as long as it takes) and writes new partitions'
+    /// starting offsets to etcd, so a restart before the first batch does not resolve `latest`
+    /// again; then it replays the batches an earlier driver recorded.
     pub async fn run(
         mut self,
         mut events: mpsc::UnboundedReceiver<Event>,
@@ -156,12 +176,11 @@ impl JobLoop {
             biased;
             _ = leadership_lost.cancelled() => return Err(self.lost_leadership()),
             _ = stop.cancelled() => return Ok(()),
-            found = self.discover_until_kafka_answers() => found?,
+            ready = self.start_up() => ready?,
         }
-        for plan in std::mem::take(&mut self.replay) {
-            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
-            self.start_batch(plan).await?;
-        }
+        let period = self.config.driver.heartbeat_interval;
+        let (_poller, mut control) =
+            ControlPoller::start(self.io.store.clone(), self.control.clone(), period);
         let mut plan_tick = tokio::time::interval(self.config.job.batch_interval);
         plan_tick.set_missed_tick_behavior(MissedTickBehavior::Delay);
         let mut liveness_tick = tokio::time::interval(self.config.driver.heartbeat_interval);
@@ -171,8 +190,14 @@ impl JobLoop {
                 biased;
                 _ = leadership_lost.cancelled() => return Err(self.lost_leadership()),
                 Some(event) = events.recv() => self.on_event(event)?,
+                Ok(()) = control.changed() => {
+                    let requests = control.borrow_and_update().clone();
+                    self.on_control(requests).await?;
+                }
                 _ = liveness_tick.tick() => self.expire_silent_executors(),
-                _ = plan_tick.tick(), if drain_deadline.is_none() => self.plan().await?,
+                _ = plan_tick.tick(), if drain_deadline.is_none() && !self.control.state.holds_planning() => {
+                    self.plan().await?
+                }
                 _ = stop.cancelled(), if drain_deadline.is_none() => {
                     info!(in_flight = self.scheduler.batches_in_flight(),
                         "Stopping: no new batches; waiting for in-flight batches to commit");
@@ -182,6 +207,7 @@ impl JobLoop {
                 _ = sleep_until_some(drain_deadline) => {}
             }
             self.commit_finished().await?;
+            self.confirm_stop_when_drained().await?;
             self.dispatch();
             self.let_leaving_executors_go();
             self.publish_status();
@@ -199,6 +225,29 @@ impl JobLoop {
                 }
             }
         }
+    }
+
+    /// Reads the operators' requests, then (unless the job is stopped) finds the partitions and
+    /// replays the recorded batches.
+    async fn start_up(&mut self) -> Result<(), DriverError> {
+        let store = self.io.store.clone();
+        let control = retry("reading the operators' requests from etcd", START_RETRY, || {
+            store.read_control()
+        })
+        .await?;
+        self.control = control;
+        self.publish_state();
+        if self.control.state == JobState::Stopped {
+            info!(by = %self.control.changed_by,
+                "The job is stopped; nothing runs until `weirctl job resume`");
+            return Ok(());
+        }
+        self.discover_until_kafka_answers().await?;
+        for plan in std::mem::take(&mut self.replay) {
+            info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
+            self.start_batch(plan).await?;
+        }
+        Ok(())
     }
 
     fn lost_leadership(&self) -> DriverError {

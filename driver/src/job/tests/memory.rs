@@ -12,7 +12,8 @@ use weir_common::lanes::LaneMap;
 use weir_common::{OffsetsCheckpoint, TopicPartition};
 
 use crate::error::DriverError;
-use crate::io::{CheckpointStore, JobGroup, Offsets, SourceMetadata, Stored};
+use crate::io::{CheckpointStore, Control, JobGroup, Offsets, SourceMetadata, Stored};
+use weir_common::control::JobState;
 
 #[derive(Default)]
 pub struct MemoryStore {
@@ -30,6 +31,7 @@ struct StoreState {
     failing_writes: u32,
     refused_writes: u32,
     leader: bool,
+    control: Control,
 }
 
 impl MemoryStore {
@@ -57,6 +59,32 @@ impl MemoryStore {
     /// Another driver took the job: every write from now on is refused as etcd's guard would.
     pub fn lose_leadership(&self) {
         self.state.lock().unwrap().leader = false;
+    }
+
+    /// An operator sets the job's state (as `weirctl job stop|resume` would).
+    pub fn set_state(&self, state: JobState) {
+        let mut s = self.state.lock().unwrap();
+        s.control.state = state;
+        s.control.revision += 1;
+    }
+
+    pub fn job_state(&self) -> JobState {
+        self.state.lock().unwrap().control.state
+    }
+
+    /// An operator asks an executor to leave (as `weirctl executors drain` would).
+    pub fn request_drain(&self, executor: &str) {
+        self.state.lock().unwrap().control.drains.push(executor.to_owned());
+    }
+
+    pub fn drain_requests(&self) -> Vec<String> {
+        self.state.lock().unwrap().control.drains.clone()
+    }
+
+    /// An operator moves a partition's committed offset (as `weirctl offsets reset` would).
+    pub fn reset_offset(&self, tp: &TopicPartition, offset: i64) {
+        let mut s = self.state.lock().unwrap();
+        s.offsets.get_or_insert_default().next_offsets.insert(tp.clone(), offset);
     }
 
     pub fn commits(&self) -> Vec<u64> {
@@ -126,6 +154,26 @@ impl CheckpointStore for MemoryStore {
             s.offsets = Some(offsets.clone());
             s.commits.extend(offsets.last_committed_batch);
         })
+    }
+
+    async fn read_control(&self) -> Result<Control, DriverError> {
+        Ok(self.state.lock().unwrap().control.clone())
+    }
+
+    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError> {
+        let mut confirmed = false;
+        self.write(|s| {
+            if s.control.revision == seen.revision {
+                s.control.state = JobState::Stopped;
+                s.control.revision += 1;
+                confirmed = true;
+            }
+        })?;
+        Ok(confirmed)
+    }
+
+    async fn forget_drain(&self, executor: &str) -> Result<(), DriverError> {
+        self.write(|s| s.control.drains.retain(|e| e != executor))
     }
 }
 

@@ -13,6 +13,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use weir_common::batch::{BatchPlan, LaneTask};
 use weir_common::config::JobConfig;
+use weir_common::control::JobState;
 use weir_common::lanes::LaneMap;
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::{OffsetRange, OffsetsCheckpoint, TopicPartition};
@@ -67,9 +68,20 @@ impl Job {
 
     /// The same, with etcd refusing the first `refused` writes as if unreachable.
     async fn start_refusing(partitions: &[(i32, i64)], stored: Stored, refused: u32) -> Job {
-        let config = Arc::new(JobConfig::from_toml_str(CONFIG).unwrap());
         let store = Arc::new(MemoryStore::new(stored));
         store.fail_next_writes(refused);
+        Job::start_with(partitions, store).await
+    }
+
+    /// The same, on a job an operator has put in `state`.
+    async fn start_stopped(partitions: &[(i32, i64)], stored: Stored, state: JobState) -> Job {
+        let store = Arc::new(MemoryStore::new(stored));
+        store.set_state(state);
+        Job::start_with(partitions, store).await
+    }
+
+    async fn start_with(partitions: &[(i32, i64)], store: Arc<MemoryStore>) -> Job {
+        let config = Arc::new(JobConfig::from_toml_str(CONFIG).unwrap());
         let source = Arc::new(MemorySource::default());
         for &(p, end) in partitions {
             source.set(&tp(p), 0, end);
@@ -293,4 +305,79 @@ async fn an_etcd_write_that_fails_is_retried_and_the_batch_recorded_once() {
     job.committed(1).await;
     assert_eq!(job.store.commits(), [1], "the commit went through after two refusals");
     assert_eq!(job.store.committed_offsets()[&tp(0)], 10);
+}
+
+/// Waits (in virtual time) until the store holds `state`.
+async fn job_state_becomes(job: &Job, state: JobState) {
+    let waited = async {
+        while job.store.job_state() != state {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    within(waited, "the job state").await;
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_operators_stop_commits_the_batch_in_flight_plans_nothing_and_resumes_from_reset_offsets()
+ {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let beating = keep_beating(job.events.clone(), conn);
+    let (task, _) = next_assign(&mut commands).await;
+    job.store.set_state(JobState::StopRequested);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(job.store.job_state(), JobState::StopRequested, "not confirmed while in flight");
+    job.source.set(&tp(0), 0, 50);
+    job.succeed(conn, task);
+    job.committed(1).await;
+    job_state_becomes(&job, JobState::Stopped).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(job.store.recorded(), [1], "no batch planned while stopped");
+    assert!(!job.handle.is_finished(), "a stopped driver keeps leading");
+    assert_eq!(job.status.borrow().state, JobState::Stopped);
+    // An operator moves the offset back while the job is stopped, then resumes it.
+    job.store.reset_offset(&tp(0), 4);
+    job.store.set_state(JobState::Running);
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!((task.batch, ranges), (2, vec![range(0, 4, 50)]), "planned from the reset offset");
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_driver_starting_on_a_stopped_job_writes_nothing_until_resumed() {
+    let stored = recorded_batch_one();
+    let store_state = JobState::Stopped;
+    let mut job = Job::start_stopped(&[(0, 20), (1, 20)], stored, store_state).await;
+    let (conn, mut commands) = job.attach("e1", 4);
+    let beating = keep_beating(job.events.clone(), conn);
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert!(commands.try_recv().is_err(), "the recorded batch waits for the resume");
+    assert_eq!(job.store.commits(), Vec::<u64>::new());
+    job.store.set_state(JobState::Running);
+    let (task, _) = next_assign(&mut commands).await;
+    assert_eq!(task.batch, 1, "the recorded batch runs first after the resume");
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_drained_executor_is_told_to_leave_and_its_lanes_move() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (e1, mut e1_commands) = job.attach("e1", 1);
+    let e1_beating = keep_beating(job.events.clone(), e1);
+    let (task, _) = next_assign(&mut e1_commands).await;
+    let (e2, mut e2_commands) = job.attach("e2", 1);
+    let e2_beating = keep_beating(job.events.clone(), e2);
+    job.store.request_drain("e1");
+    let told = within(e1_commands.recv(), "the drain command").await;
+    assert_eq!(told, Some(Command::Drain));
+    assert!(job.store.drain_requests().is_empty(), "the request is deleted once acted on");
+    job.report(e1, ExecutorEvent::Leaving);
+    job.succeed(e1, task);
+    job.committed(1).await;
+    job.source.set(&tp(0), 0, 30);
+    let (task, _) = next_assign(&mut e2_commands).await;
+    assert_eq!(task.batch, 2, "the next batch runs on the other executor");
+    assert_eq!(within(e1_commands.recv(), "e1's stream to close").await, None);
+    e1_beating.abort();
+    e2_beating.abort();
 }
