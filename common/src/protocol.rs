@@ -143,6 +143,8 @@ pub struct LeaderRecord {
     pub generation: u64,
     /// Where the driver serves `/api/status`; `None` when its HTTP server is off.
     pub http_address: Option<String>,
+    /// When this driver became the leader, milliseconds since the epoch (0 in a registration).
+    pub elected_at_ms: i64,
 }
 
 impl LeaderRecord {
@@ -153,6 +155,7 @@ impl LeaderRecord {
             address: self.address.clone(),
             generation: self.generation,
             http_address: self.http_address.clone().unwrap_or_default(),
+            elected_at_ms: self.elected_at_ms,
         }
         .encode_to_vec()
     }
@@ -165,6 +168,7 @@ impl LeaderRecord {
             address: v.address,
             generation: v.generation,
             http_address: Some(v.http_address).filter(|a| !a.is_empty()),
+            elected_at_ms: v.elected_at_ms,
         })
     }
 }
@@ -243,6 +247,7 @@ mod tests {
             address: "http://h:1".into(),
             generation: 4,
             http_address: Some("http://h:2".into()),
+            elected_at_ms: 1_700_000_000_000,
         };
         assert_eq!(LeaderRecord::decode(&r.encode()).unwrap(), r);
     }

@@ -58,7 +58,7 @@ pub async fn campaign(
     let etcd = |source| DriverError::Etcd { endpoints: endpoints.to_owned(), source };
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let lease = client.lease_client().grant(ttl_secs, None).await.map_err(etcd)?.id();
-    let registration = LeaderRecord { generation: 0, ..me.clone() };
+    let registration = LeaderRecord { generation: 0, elected_at_ms: 0, ..me.clone() };
     client
         .kv_client()
         .put(
@@ -110,7 +110,8 @@ async fn wait_to_lead(
             None => (0, 0),
         };
         let generation = current + 1;
-        let record = LeaderRecord { generation, ..me.clone() };
+        let elected_at_ms = crate::job::now_ms();
+        let record = LeaderRecord { generation, elected_at_ms, ..me.clone() };
         let txn = Txn::new()
             .when([
                 Compare::create_revision(keys.leader(), CompareOp::Equal, 0),

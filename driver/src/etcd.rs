@@ -182,13 +182,10 @@ impl CheckpointStore for EtcdStore {
         Ok(control)
     }
 
-    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError> {
+    async fn set_state(&self, seen: &Control, state: JobState) -> Result<bool, DriverError> {
         let key = self.keys.control_state();
-        let stopped = JobControl {
-            state: JobState::Stopped,
-            changed_at_ms: now_ms(),
-            changed_by: seen.changed_by.clone(),
-        };
+        let stopped =
+            JobControl { state, changed_at_ms: now_ms(), changed_by: seen.changed_by.clone() };
         let unchanged = Compare::mod_revision(key.as_str(), CompareOp::Equal, seen.revision);
         self.guarded_if(vec![unchanged], vec![TxnOp::put(key.as_str(), stopped.encode(), None)])
             .await

@@ -19,7 +19,7 @@ use rdkafka::error::KafkaError;
 use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 use weir_common::TopicPartition;
-use weir_common::config::JobConfig;
+use weir_common::config::{JobConfig, SourceConfig};
 use weir_common::failure::code_failure;
 
 use crate::error::DriverError;
@@ -44,17 +44,56 @@ pub fn group_name(job: &str) -> String {
 
 impl KafkaGroup {
     pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
-        let name = group_name(&config.job.name);
-        let consumer = client_config(&config.source)
+        Self::for_job(&config.job.name, &config.source)
+    }
+
+    /// The group of job `job` on the source cluster `source`.
+    pub fn for_job(job: &str, source: &SourceConfig) -> Result<Self, DriverError> {
+        let name = group_name(job);
+        let consumer = client_config(source)
             .set("group.id", &name)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
             .create()
             .map_err(|e| {
                 let context = format_args!("cannot create a client for group {name}");
-                DriverError::kafka(&config.source.brokers, context, &e)
+                DriverError::kafka(&source.brokers, context, &e)
             })?;
-        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers: config.source.brokers.clone() })))
+        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers: source.brokers.clone() })))
+    }
+
+    /// Sets the group's offsets to `offsets` and waits for the broker's answer (an operator's
+    /// reset; the job must not be running). Kafka accepts it only while the group has no
+    /// members, which a Weir group never has.
+    pub async fn move_to(&self, offsets: Offsets) -> Result<(), DriverError> {
+        let client = self.0.clone();
+        blocking(move || client.move_to(&offsets)).await
+    }
+
+    /// Deletes the group (`weirctl job delete --group`). A group that does not exist is not an
+    /// error.
+    pub async fn delete(&self, source: &SourceConfig) -> Result<(), DriverError> {
+        let brokers = &source.brokers;
+        let admin: AdminClient<DefaultClientContext> = client_config(source)
+            .create()
+            .map_err(|e| DriverError::kafka(brokers, "admin client", &e))?;
+        let options = AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT));
+        let results =
+            admin.delete_groups(&[self.0.name.as_str()], &options).await.map_err(|e| {
+                DriverError::kafka(brokers, format_args!("deleting group {}", self.0.name), &e)
+            })?;
+        for result in results {
+            if let Err((group, code)) = result
+                && code != rdkafka::types::RDKafkaErrorCode::GroupIdNotFound
+            {
+                return Err(DriverError::Kafka {
+                    brokers: brokers.clone(),
+                    message: format!("deleting group {group}: {code}"),
+                    kind: code_failure(code),
+                });
+            }
+        }
+        Ok(())
     }
 }
 
@@ -92,6 +131,19 @@ impl Client {
                 _ => None,
             })
             .collect())
+    }
+
+    fn move_to(&self, offsets: &Offsets) -> Result<(), DriverError> {
+        let mut list = TopicPartitionList::new();
+        for (tp, &offset) in offsets {
+            list.add_partition_offset(&tp.topic, tp.partition, Offset::Offset(offset)).map_err(
+                |e| DriverError::kafka(&self.brokers, format_args!("offset {offset} of {tp}"), &e),
+            )?;
+        }
+        self.consumer.commit(&list, CommitMode::Sync).map_err(|e| {
+            let context = format_args!("moving the offsets of group {}", self.name);
+            DriverError::kafka(&self.brokers, context, &e)
+        })
     }
 
     /// Publishes the committed progress (at-least-once and at-most-once). Best effort and

@@ -59,9 +59,10 @@ pub trait CheckpointStore: Send + Sync {
     async fn commit_batch(&self, offsets: &OffsetsCheckpoint) -> Result<(), DriverError>;
     /// Reads the operators' requests.
     async fn read_control(&self) -> Result<Control, DriverError>;
-    /// Confirms a requested stop (state `Stopped`): written only if the state key is still at
-    /// `seen.revision`. Returns whether it was written.
-    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError>;
+    /// Sets the job's state (the driver confirms a stop, or holds one while it finishes
+    /// recorded batches): written only if the state key is still at `seen.revision`. Returns
+    /// whether it was written.
+    async fn set_state(&self, seen: &Control, state: JobState) -> Result<bool, DriverError>;
     /// Deletes an executor's drain request once acted on.
     async fn forget_drain(&self, executor: &str) -> Result<(), DriverError>;
 }

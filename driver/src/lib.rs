@@ -5,6 +5,7 @@
 //! flags and calls it. This file wires the real services to the job loop; the loop itself sees
 //! them only through `io`'s traits.
 
+pub mod ctl;
 mod data_loss;
 mod election;
 mod error;
@@ -114,6 +115,7 @@ async fn lead(
             .map(|bound| http::public_url(bound, &address)),
         address,
         generation: 0,
+        elected_at_ms: 0,
     };
     let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
     let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {

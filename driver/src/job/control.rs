@@ -111,9 +111,10 @@ impl JobLoop {
         self.stop_confirm_tried = Some(self.control.revision);
         let store = self.io.store.clone();
         let seen = self.control.clone();
-        let confirmed =
-            retry("confirming the stop in etcd", ETCD_RETRY, || store.confirm_stopped(&seen))
-                .await?;
+        let confirmed = retry("confirming the stop in etcd", ETCD_RETRY, || {
+            store.set_state(&seen, JobState::Stopped)
+        })
+        .await?;
         if confirmed {
             info!(
                 "Stopped: every batch is committed; nothing is planned until `weirctl job resume`"

@@ -236,6 +236,20 @@ impl JobLoop {
         })
         .await?;
         self.control = control;
+        if self.control.state == JobState::Stopped && !self.replay.is_empty() {
+            // Batches recorded before the stop was confirmed (their driver died draining): they
+            // are finished first, with the stop held as requested, so no offsets reset can
+            // write while they commit.
+            let seen = self.control.clone();
+            retry("holding the stop in etcd", START_RETRY, || {
+                store.set_state(&seen, JobState::StopRequested)
+            })
+            .await?;
+            self.control = retry("reading the operators' requests from etcd", START_RETRY, || {
+                store.read_control()
+            })
+            .await?;
+        }
         self.publish_state();
         if self.control.state == JobState::Stopped {
             info!(by = %self.control.changed_by,

@@ -160,11 +160,11 @@ impl CheckpointStore for MemoryStore {
         Ok(self.state.lock().unwrap().control.clone())
     }
 
-    async fn confirm_stopped(&self, seen: &Control) -> Result<bool, DriverError> {
+    async fn set_state(&self, seen: &Control, state: JobState) -> Result<bool, DriverError> {
         let mut confirmed = false;
         self.write(|s| {
             if s.control.revision == seen.revision {
-                s.control.state = JobState::Stopped;
+                s.control.state = state;
                 s.control.revision += 1;
                 confirmed = true;
             }

@@ -344,18 +344,36 @@ async fn an_operators_stop_commits_the_batch_in_flight_plans_nothing_and_resumes
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_driver_starting_on_a_stopped_job_writes_nothing_until_resumed() {
-    let stored = recorded_batch_one();
-    let store_state = JobState::Stopped;
-    let mut job = Job::start_stopped(&[(0, 20), (1, 20)], stored, store_state).await;
+async fn a_driver_starting_on_a_stopped_job_plans_nothing_until_resumed() {
+    let mut job = Job::start_stopped(&[(0, 20)], Stored::default(), JobState::Stopped).await;
     let (conn, mut commands) = job.attach("e1", 4);
     let beating = keep_beating(job.events.clone(), conn);
     tokio::time::sleep(Duration::from_secs(5)).await;
-    assert!(commands.try_recv().is_err(), "the recorded batch waits for the resume");
-    assert_eq!(job.store.commits(), Vec::<u64>::new());
+    assert!(commands.try_recv().is_err(), "nothing runs while stopped");
+    assert_eq!(job.store.recorded(), Vec::<u64>::new(), "and nothing is written");
     job.store.set_state(JobState::Running);
-    let (task, _) = next_assign(&mut commands).await;
-    assert_eq!(task.batch, 1, "the recorded batch runs first after the resume");
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!((task.batch, ranges), (1, vec![range(0, 0, 20)]), "runs once resumed");
+    beating.abort();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_driver_starting_on_a_stopped_job_with_recorded_batches_commits_them_then_stays_stopped()
+{
+    let stored = recorded_batch_one();
+    let mut job = Job::start_stopped(&[(0, 20), (1, 20)], stored, JobState::Stopped).await;
+    let (conn, mut commands) = job.attach("e1", 4);
+    let beating = keep_beating(job.events.clone(), conn);
+    let (first, _) = next_assign(&mut commands).await;
+    assert_eq!(job.store.job_state(), JobState::StopRequested, "the stop is held while it runs");
+    let (second, _) = next_assign(&mut commands).await;
+    assert_eq!((first.batch, second.batch), (1, 1), "only the recorded batch");
+    job.succeed(conn, first);
+    job.succeed(conn, second);
+    job.committed(1).await;
+    job_state_becomes(&job, JobState::Stopped).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(job.store.recorded(), [1], "nothing new planned");
     beating.abort();
 }
 
