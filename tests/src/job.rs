@@ -25,6 +25,9 @@ pub struct JobFixture {
     /// The etcd prefix of this job's keys (`checkpoint.prefix`).
     pub prefix: String,
     pub grpc_port: u16,
+    /// `driver.http_listen` in the configs written from now on: `off` (the default) or an
+    /// address (for `weirctl`'s views of the executors).
+    pub http_listen: String,
     pub config_path: PathBuf,
     pub supervisor: Supervisor,
 }
@@ -54,6 +57,7 @@ impl JobFixture {
             input,
             output,
             grpc_port: free_port(),
+            http_listen: "off".to_owned(),
             config_path,
             supervisor,
         };
@@ -76,7 +80,7 @@ impl JobFixture {
             source: source_topics,
             sink,
             grpc_port: self.grpc_port,
-            http_listen: "off",
+            http_listen: &self.http_listen,
             driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
             extra,
         };
@@ -111,6 +115,35 @@ impl JobFixture {
 
     fn keys(&self) -> JobKeys {
         JobKeys::new(&self.prefix, &self.names.job)
+    }
+
+    /// Every key of the job in etcd with its value, for comparing the state before and after.
+    pub async fn etcd_keys(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut client = etcd::client().await;
+        let options = etcd_client::GetOptions::new().with_prefix();
+        let resp =
+            client.get(self.keys().job_prefix(), Some(options)).await.expect("etcd get job keys");
+        resp.kvs()
+            .iter()
+            .map(|kv| (String::from_utf8_lossy(kv.key()).into_owned(), kv.value().to_vec()))
+            .collect()
+    }
+
+    /// `weirctl --config {this job's config} ARGS`, run to its end (at most three minutes).
+    pub async fn weirctl(&self, args: &[&str]) -> CtlRun {
+        let mut command = tokio::process::Command::new(binaries::path("weirctl"));
+        command.arg("--config").arg(&self.config_path).args(args).kill_on_drop(true);
+        let run = tokio::time::timeout(Duration::from_secs(180), command.output());
+        let output = run
+            .await
+            .unwrap_or_else(|_| panic!("weirctl {args:?} ran for three minutes"))
+            .expect("weirctl runs");
+        CtlRun {
+            args: args.iter().map(|a| a.to_string()).collect(),
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 
     /// This job's progress in etcd, over a connection of its own.
@@ -155,6 +188,34 @@ impl JobFixture {
     /// from offset 0 without transactions).
     pub async fn wait_committed(&self, topic: &str, total: i64, limit: Duration) {
         self.progress().await.wait_committed(topic, total, limit, None).await;
+    }
+}
+
+/// How a `weirctl` run ended.
+#[derive(Debug)]
+pub struct CtlRun {
+    pub args: Vec<String>,
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl CtlRun {
+    /// Asserts it succeeded (exit 0), showing its output otherwise.
+    pub fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "weirctl {:?} failed:\n{}\n{}",
+            self.args, self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// stdout as the JSON document `--output json` prints.
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| {
+            panic!("weirctl {:?} printed no JSON ({e}):\n{}", self.args, self.stdout)
+        })
     }
 }
 

@@ -21,7 +21,7 @@ pub(crate) mod output;
 mod reset;
 mod status;
 mod store;
-mod time;
+pub mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

@@ -146,6 +146,15 @@ impl JobLoop {
         retry("deleting a drain request in etcd", ETCD_RETRY, || store.forget_drain(executor)).await
     }
 
+    /// Closes every executor's stream; each attaches again with a new session (and, under
+    /// exactly-once, new lane producers that read their progress afresh).
+    pub(super) fn reattach_executors(&mut self, reason: &str) {
+        let all: Vec<ConnectionId> = self.connections.0.keys().copied().collect();
+        for conn in all {
+            self.drop_connection(conn, reason);
+        }
+    }
+
     pub(super) fn expire_silent_executors(&mut self) {
         let timeout = self.config.driver.executor_timeout;
         for executor in self.scheduler.silent_executors(Instant::now(), timeout) {

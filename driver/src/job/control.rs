@@ -4,7 +4,8 @@
 //! - a stop holds planning and lets in-flight batches commit; once none is left the loop confirms
 //!   `Stopped` in etcd, and plans nothing until a resume;
 //! - a resume reads the checkpoint again (an operator may have reset the offsets while the job
-//!   was stopped) and plans on from it;
+//!   was stopped) and plans on from it; if the offsets moved, every executor is made to attach
+//!   again, so none runs a task against progress it read before the reset;
 //! - a drain request sends its executor away as SIGTERM would (`connections.rs`).
 //!
 //! Invariant kept here: while the job is stopped the loop writes nothing to etcd but drain
@@ -132,7 +133,14 @@ impl JobLoop {
             retry("reading the job's checkpoint from etcd", ETCD_RETRY, || store.load()).await?;
         info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
             replaying = stored.pending.len(), "Checkpoint read again");
+        let moved = stored.offsets.clone().unwrap_or_default() != self.committed;
         self.restore(stored);
+        if moved {
+            // Exactly-once executors keep each lane's progress from when they opened its
+            // producer; offsets moved back would look "already committed" and be skipped. A new
+            // session starts every lane afresh.
+            self.reattach_executors("the committed offsets changed while the job was stopped");
+        }
         for plan in std::mem::take(&mut self.replay) {
             info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
             self.start_batch(plan).await?;

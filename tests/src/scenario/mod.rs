@@ -42,13 +42,12 @@ use std::time::{Duration, Instant};
 
 pub use faults::{Fault, SEED_VARIABLE, Schedule, XorShift64, chaos_seed};
 pub use outcome::{Outcome, Recovery, RecoverySummary};
-pub use readers::read_files;
+pub use readers::{read_files, read_kafka};
 
 use crate::job::JobFixture;
 use crate::kafka::{self, Produced};
 use crate::oracle;
 use progress::Progress;
-use readers::read_kafka;
 use run::{Run, Slot};
 
 /// `executor_timeout` in the config [`JobFixture`] writes.

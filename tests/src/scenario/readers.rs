@@ -8,7 +8,7 @@ use crate::kafka;
 use crate::oracle::{Observed, Stream};
 
 /// The output topic as a `read_committed` reader sees it: one stream per output partition.
-pub(super) async fn read_kafka(topic: &str) -> Observed {
+pub async fn read_kafka(topic: &str) -> Observed {
     let mut observed = Observed::default();
     for (partition, records) in kafka::read_committed(topic).await {
         let mut ids = Vec::with_capacity(records.len());

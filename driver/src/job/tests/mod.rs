@@ -338,6 +338,11 @@ async fn an_operators_stop_commits_the_batch_in_flight_plans_nothing_and_resumes
     // An operator moves the offset back while the job is stopped, then resumes it.
     job.store.reset_offset(&tp(0), 4);
     job.store.set_state(JobState::Running);
+    let closed = within(commands.recv(), "the executor's stream to close").await;
+    assert_eq!(closed, None, "executors attach again, forgetting progress read before the reset");
+    beating.abort();
+    let (conn, mut commands) = job.attach("e1", 1);
+    let beating = keep_beating(job.events.clone(), conn);
     let (task, ranges) = next_assign(&mut commands).await;
     assert_eq!((task.batch, ranges), (2, vec![range(0, 4, 50)]), "planned from the reset offset");
     beating.abort();

@@ -1,0 +1,65 @@
+//! `weirctl executors drain`: scale down without a kill. The drained executor finishes its
+//! tasks, its lanes move to the others, it exits 0, and nothing is lost or duplicated.
+
+use std::time::Duration;
+
+use weir_tests::job::{JobFixture, free_port};
+use weir_tests::oracle::judge;
+use weir_tests::scenario::read_kafka;
+
+use crate::{sink, topics};
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+#[tokio::test]
+async fn a_drained_executor_hands_its_lanes_back_and_exits_0() {
+    let mut job = JobFixture::new("ctl-drain", 4, "").await;
+    job.http_listen = format!("127.0.0.1:{}", free_port());
+    job.write_config_with_sink(&topics(&job), &sink(&job, "exactly-once"), "");
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.start_executor("ex-2");
+    let input = job.input.clone();
+    let producer = tokio::spawn(async move {
+        let producer = weir_tests::kafka::test_producer();
+        let mut produced = Vec::new();
+        for chunk in 0..20u64 {
+            let ids = chunk * 500..(chunk + 1) * 500;
+            produced.extend(weir_tests::kafka::produce_with(&producer, &input, 4, ids).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        produced
+    });
+    // Both executors own lanes before the drain.
+    let started = std::time::Instant::now();
+    loop {
+        let list = job.weirctl(&["--output", "json", "executors"]).await.ok().json();
+        let executors = list["executors"].as_array().cloned().unwrap_or_default();
+        if executors.len() == 2 && executors.iter().all(|e| e["lanes"].as_u64() > Some(0)) {
+            break;
+        }
+        assert!(started.elapsed() < MINUTE, "two executors with lanes: {list}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    let drained = job.weirctl(&["executors", "drain", "ex-2"]).await.ok();
+    assert!(drained.stdout.contains("Executor ex-2 has left"), "{}", drained.stdout);
+    let exit = job.supervisor.wait_exit("ex-2", MINUTE).await.expect("ex-2 exits");
+    assert!(exit.success(), "a drained executor exits 0: {exit}");
+    let list = job.weirctl(&["--output", "json", "executors"]).await.ok().json();
+    let executors = list["executors"].as_array().unwrap();
+    assert_eq!(executors.len(), 1, "{list}");
+    assert_eq!(
+        (executors[0]["id"].as_str(), executors[0]["lanes"].as_u64()),
+        (Some("ex-1"), Some(4))
+    );
+
+    let unknown = job.weirctl(&["executors", "drain", "ex-9"]).await;
+    assert_eq!(unknown.code, 3, "{unknown:?}");
+    assert!(unknown.stderr.contains("attached: ex-1"), "{}", unknown.stderr);
+
+    let produced = producer.await.expect("the producer task");
+    job.wait_committed(&job.input.clone(), produced.len() as i64, MINUTE).await;
+    let verdict = judge(&produced, &read_kafka(&job.output).await);
+    assert!(verdict.is_exactly_once(), "{verdict:?}");
+}
