@@ -15,21 +15,24 @@ pub async fn list(ctl: &Ctl) -> Result<(), CtlError> {
     let executors = attached(ctl).await?;
     match ctl.format {
         Format::Json => print_json(&json!({ "job": ctl.job, "executors": executors })),
-        Format::Table => {
-            let mut table = Table::new(&["ID", "SLOTS", "LANES", "RUNNING", "LEAVING"]);
-            for e in &executors {
-                table.row(vec![
-                    e["id"].as_str().unwrap_or_default().to_owned(),
-                    e["slots"].to_string(),
-                    e["lanes"].to_string(),
-                    e["running"].to_string(),
-                    e["leaving"].to_string(),
-                ]);
-            }
-            print!("{}", table.render(0));
-        }
+        Format::Table => print!("{}", table(&executors).render(0)),
     }
     Ok(())
+}
+
+/// The executors of a driver's `/api/status`, one row each.
+pub fn table(executors: &[Value]) -> Table {
+    let mut table = Table::new(&["ID", "SLOTS", "LANES", "RUNNING", "LEAVING"]);
+    for e in executors {
+        table.row(vec![
+            e["id"].as_str().unwrap_or_default().to_owned(),
+            e["slots"].to_string(),
+            e["lanes"].to_string(),
+            e["running"].to_string(),
+            e["leaving"].to_string(),
+        ]);
+    }
+    table
 }
 
 pub async fn drain(ctl: &Ctl, id: &str, wait: Option<Duration>) -> Result<(), CtlError> {

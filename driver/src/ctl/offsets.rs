@@ -189,6 +189,14 @@ pub async fn reset(ctl: &Ctl, args: ResetArgs) -> Result<(), CtlError> {
             print_json(&document);
         }
         ctl.say("Dry run: nothing was written. Add --execute to write these offsets.");
+        if let Some(leader) = &snap.leader
+            && snap.control.state != JobState::Stopped
+        {
+            ctl.say(format!(
+                "Driver {} leads the job and it is {}: --execute needs --stop too (or `weirctl job stop` first).",
+                leader.driver_id, snap.control.state
+            ));
+        }
         return Ok(());
     }
     let mut written = checkpoint.clone();

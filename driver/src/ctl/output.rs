@@ -25,10 +25,6 @@ impl Table {
         self.rows.push(cells);
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
     /// The table as text, each line indented by `indent` spaces.
     pub fn render(&self, indent: usize) -> String {
         let mut widths: Vec<usize> = self.headers.iter().map(|h| h.len()).collect();

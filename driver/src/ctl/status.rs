@@ -14,6 +14,13 @@ use super::{Ctl, CtlError, http};
 pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
     let snap = ctl.store.snapshot().await?;
     let mut notes = Vec::new();
+    if snap.keys == 0 {
+        notes.push(format!(
+            "etcd holds no key of job {} under this prefix: it never ran, was deleted, or the \
+             prefix or job name is wrong",
+            ctl.job
+        ));
+    }
     let live = live_status(&snap, &mut notes).await;
     let partitions: Vec<TopicPartition> =
         snap.offsets.as_ref().map(|o| o.next_offsets.keys().cloned().collect()).unwrap_or_default();
@@ -141,18 +148,8 @@ fn render(snap: &Snapshot, doc: &Value) -> String {
     match doc["executors"].as_array() {
         Some(executors) => {
             line("Executors", format!("{} attached", executors.len()));
-            let mut table = Table::new(&["ID", "SLOTS", "LANES", "RUNNING", "LEAVING"]);
-            for e in executors {
-                table.row(vec![
-                    e["id"].as_str().unwrap_or_default().to_owned(),
-                    e["slots"].to_string(),
-                    e["lanes"].to_string(),
-                    e["running"].to_string(),
-                    e["leaving"].to_string(),
-                ]);
-            }
-            if !table.is_empty() {
-                out.push_str(&table.render(2));
+            if !executors.is_empty() {
+                out.push_str(&super::executors::table(executors).render(2));
             }
         }
         None => line("Executors", "unknown (no status from a leader)".into()),

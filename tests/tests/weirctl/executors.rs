@@ -7,7 +7,7 @@ use weir_tests::job::{JobFixture, free_port};
 use weir_tests::oracle::judge;
 use weir_tests::scenario::read_kafka;
 
-use crate::{sink, topics};
+use crate::{produce_while_running, sink, topics};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -19,17 +19,7 @@ async fn a_drained_executor_hands_its_lanes_back_and_exits_0() {
     job.start_driver();
     job.start_executor("ex-1");
     job.start_executor("ex-2");
-    let input = job.input.clone();
-    let producer = tokio::spawn(async move {
-        let producer = weir_tests::kafka::test_producer();
-        let mut produced = Vec::new();
-        for chunk in 0..20u64 {
-            let ids = chunk * 500..(chunk + 1) * 500;
-            produced.extend(weir_tests::kafka::produce_with(&producer, &input, 4, ids).await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        produced
-    });
+    let producer = produce_while_running(&job, 20);
     // Both executors own lanes before the drain.
     let started = std::time::Instant::now();
     loop {

@@ -8,7 +8,7 @@ use weir_tests::job::JobFixture;
 use weir_tests::oracle::judge;
 use weir_tests::scenario::read_kafka;
 
-use crate::{produce, sink, topics};
+use crate::{produce, produce_while_running, sink, topics};
 
 const MINUTE: Duration = Duration::from_secs(60);
 
@@ -20,17 +20,7 @@ async fn a_stopped_job_commits_what_is_in_flight_stays_stopped_across_a_restart_
     job.start_executor("ex-1");
     job.start_executor("ex-2");
     // Records keep arriving while the job is stopped, restarted and resumed.
-    let input = job.input.clone();
-    let producer = tokio::spawn(async move {
-        let producer = weir_tests::kafka::test_producer();
-        let mut produced = Vec::new();
-        for chunk in 0..40u64 {
-            let ids = chunk * 500..(chunk + 1) * 500;
-            produced.extend(weir_tests::kafka::produce_with(&producer, &input, 4, ids).await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        produced
-    });
+    let producer = produce_while_running(&job, 40);
     job.supervisor.wait_for_log("driver", "Batch committed", MINUTE).await;
 
     let stop = job.weirctl(&["job", "stop"]).await.ok();

@@ -48,3 +48,22 @@ pub async fn produce(
 ) -> Vec<kafka::Produced> {
     kafka::produce_range(&job.input, partitions, ids).await
 }
+
+/// Produces `chunks` chunks of 500 records to the job's input (4 partitions), 100 ms apart, in
+/// the background: records keep arriving while a test steers the job. Returns what was produced.
+pub fn produce_while_running(
+    job: &JobFixture,
+    chunks: u64,
+) -> tokio::task::JoinHandle<Vec<kafka::Produced>> {
+    let input = job.input.clone();
+    tokio::spawn(async move {
+        let producer = kafka::test_producer();
+        let mut produced = Vec::new();
+        for chunk in 0..chunks {
+            let ids = chunk * 500..(chunk + 1) * 500;
+            produced.extend(kafka::produce_with(&producer, &input, 4, ids).await);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        produced
+    })
+}
