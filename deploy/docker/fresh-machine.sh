@@ -27,7 +27,7 @@ cache_dir="${WEIR_CACHE_DIR:-$HOME/.cache/weir}"
 work="$cache_dir/fresh-machine"
 log="$work/check.log"
 container="weir-fresh-machine-$$"
-binaries=(weir-driver weir-executor weir-kafka weir-bench)
+binaries=(weir-driver weir-executor weirctl weir-kafka weir-bench)
 
 say() { printf 'fresh-machine: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
