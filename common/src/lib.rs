@@ -7,6 +7,7 @@ pub mod config;
 pub mod control;
 pub mod error;
 pub mod failure;
+pub mod health;
 pub mod lanes;
 pub mod offset_range;
 pub mod protocol;
