@@ -18,10 +18,12 @@ use etcd_client::{
     Client, Compare, CompareOp, LeaseKeepAliveStream, LeaseKeeper, PutOptions, Txn, TxnOp,
     TxnOpResponse,
 };
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use weir_common::protocol::{JobKeys, LeaderRecord};
 
 use crate::error::DriverError;
+use crate::status::{LeaderView, Role, Status};
 
 pub struct Leadership {
     pub generation: u64,
@@ -54,6 +56,7 @@ pub async fn campaign(
     keys: &JobKeys,
     me: &LeaderRecord,
     ttl: Duration,
+    status: &watch::Sender<Status>,
 ) -> Result<Leadership, DriverError> {
     let etcd = |source| DriverError::Etcd { endpoints: endpoints.to_owned(), source };
     let ttl_secs = ttl.as_secs().max(2) as i64;
@@ -72,7 +75,7 @@ pub async fn campaign(
     let renewer = EtcdLease { client: client.clone(), lease, stream: None };
     let ttl = Duration::from_secs(ttl_secs as u64);
     let keepalive = tokio::spawn(keep_alive(renewer, lease, ttl, keepalive_lost.clone()));
-    match wait_to_lead(client, keys, me, lease, &keepalive_lost, etcd).await {
+    match wait_to_lead(client, keys, me, lease, &keepalive_lost, status, etcd).await {
         Ok((generation, revision)) => {
             Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive })
         }
@@ -92,6 +95,7 @@ async fn wait_to_lead(
     me: &LeaderRecord,
     lease: i64,
     keepalive_lost: &CancellationToken,
+    status: &watch::Sender<Status>,
     etcd: impl Fn(etcd_client::Error) -> DriverError,
 ) -> Result<(u64, i64), DriverError> {
     let mut waiting_logged = false;
@@ -131,13 +135,14 @@ async fn wait_to_lead(
             let revision = resp.header().map(|h| h.revision()).unwrap_or_default();
             return Ok((generation, revision));
         }
+        let holder = resp.op_responses().into_iter().find_map(|op| match op {
+            TxnOpResponse::Get(get) => {
+                get.kvs().first().and_then(|kv| LeaderRecord::decode(kv.value()).ok())
+            }
+            _ => None,
+        });
+        show_standby(status, holder.as_ref());
         if !waiting_logged {
-            let holder = resp.op_responses().into_iter().find_map(|op| match op {
-                TxnOpResponse::Get(get) => {
-                    get.kvs().first().and_then(|kv| LeaderRecord::decode(kv.value()).ok())
-                }
-                _ => None,
-            });
             match holder {
                 Some(h) => {
                     tracing::info!(leader = %h.driver_id, address = %h.address, generation = h.generation,
@@ -152,6 +157,30 @@ async fn wait_to_lead(
         }
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
+}
+
+/// A standby's status: ready (campaigning), and who leads when known.
+fn show_standby(status: &watch::Sender<Status>, holder: Option<&LeaderRecord>) {
+    let view = holder.map(|h| LeaderView {
+        driver_id: h.driver_id.clone(),
+        address: h.address.clone(),
+        http_address: h.http_address.clone(),
+        generation: h.generation,
+    });
+    status.send_if_modified(|s| {
+        if s.role == Role::Standby && s.leader == view {
+            return false;
+        }
+        let message = match &view {
+            Some(l) => format!("the leader's lease to end: driver {} leads", l.driver_id),
+            None => "the leadership: another driver is taking over".to_owned(),
+        };
+        s.role = Role::Standby;
+        s.ready = true;
+        s.leader = view;
+        s.wait("leader", message, crate::job::now_ms());
+        true
+    });
 }
 
 /// One renewal of a lease: what `keep_alive` needs of etcd.

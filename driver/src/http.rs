@@ -1,24 +1,52 @@
-//! The driver's HTTP endpoints: `/api/status` (JSON) and `/metrics` (Prometheus).
+//! The driver's HTTP endpoints, served from the start (a standby answers too):
+//! `/` (the status page), `/batches/{id}` (a batch's detail), `/api/status` (JSON),
+//! `/metrics` (Prometheus), `/healthz` (the process is alive) and `/readyz` (it leads and plans,
+//! or stands by ready to take over).
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use axum::Router;
+use axum::extract::Path;
+use axum::http::{StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use crate::status::Status;
+use crate::metrics::DriverMetrics;
+use crate::status::{Role, Status, page};
 
 /// Serves on `listener` until `stop`; the returned task ends when the server has stopped.
 pub fn serve(
     listener: tokio::net::TcpListener,
     status: watch::Receiver<Status>,
+    metrics: Arc<DriverMetrics>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
-    let json = status.clone();
+    let (home, detail, json, ready) = (status.clone(), status.clone(), status.clone(), status);
     let app = Router::new()
+        .route("/", get(move || async move { Html(page::render(&home.borrow())) }))
+        .route(
+            "/batches/{id}",
+            get(move |Path(id): Path<u64>| async move {
+                match page::batch(&detail.borrow(), id) {
+                    Some(html) => Html(html).into_response(),
+                    None => (StatusCode::NOT_FOUND, format!("batch {id} is not in the history"))
+                        .into_response(),
+                }
+            }),
+        )
         .route("/api/status", get(move || async move { axum::Json(json.borrow().clone()) }))
-        .route("/metrics", get(move || async move { status.borrow().metrics() }));
+        .route(
+            "/metrics",
+            get(move || async move {
+                let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+                ([(header::CONTENT_TYPE, content_type)], metrics.encode())
+            }),
+        )
+        .route("/healthz", get(|| async { "ok" }))
+        .route("/readyz", get(move || async move { readiness(&ready.borrow()) }));
     tokio::spawn(async move {
         let server = axum::serve(listener, app)
             .with_graceful_shutdown(async move { stop.cancelled().await });
@@ -26,6 +54,26 @@ pub fn serve(
             tracing::warn!(error = %e, "The status server stopped");
         }
     })
+}
+
+/// 200 with what the driver does when it is ready, 503 with why not.
+fn readiness(status: &Status) -> Response {
+    let text = match (status.role, &status.leader) {
+        (Role::Leader, _) => {
+            format!("leading job {} (generation {})", status.job, status.generation)
+        }
+        (Role::Standby, Some(l)) => {
+            format!("standby: driver {} leads at {}", l.driver_id, l.address)
+        }
+        (Role::Standby, None) => "standby: campaigning".to_owned(),
+        (Role::Starting, _) => "starting: reaching etcd".to_owned(),
+    };
+    if status.ready {
+        (StatusCode::OK, text).into_response()
+    } else {
+        let why = status.waiting_for.as_deref().unwrap_or("not ready yet");
+        (StatusCode::SERVICE_UNAVAILABLE, format!("{text}; {why}")).into_response()
+    }
 }
 
 /// The status URL others should use: the bound address, or, when it listens on every

@@ -14,6 +14,7 @@ mod group;
 mod http;
 mod io;
 mod job;
+mod metrics;
 pub mod planner;
 pub mod rate;
 pub mod scheduler;
@@ -43,9 +44,11 @@ use crate::etcd::EtcdStore;
 use crate::group::KafkaGroup;
 use crate::io::CheckpointStore;
 use crate::job::{JobIo, JobLoop, START_RETRY};
+use crate::metrics::DriverMetrics;
 use crate::service::{DriverService, Session};
 use crate::source::KafkaSource;
-use crate::status::Status;
+use crate::status::history::History;
+use crate::status::{Role, Status};
 
 /// Runs the driver until `shutdown` resolves (then stops planning, lets in-flight batches commit
 /// and returns `Ok`) or the job fails. Whatever ends it, the servers it started are stopped and,
@@ -74,42 +77,27 @@ async fn stopped_before_leading(stop: &CancellationToken, leading: &AtomicBool) 
     }
 }
 
-/// Campaigns, then runs the job as leader; resigns whatever way the job ends.
+/// Binds the ports and starts the HTTP server (health, status and metrics answer from here
+/// on, on a standby too), then campaigns and runs the job as leader; resigns whatever way the
+/// job ends, and stops the HTTP server last.
 async fn lead(
     config: Arc<JobConfig>,
     stop: CancellationToken,
     leading: Arc<AtomicBool>,
 ) -> Result<(), DriverError> {
     info!(config = %config.masked_toml(), "Effective config");
-    let grpc_addr = config.driver.grpc_listen;
-    let listener = TcpListener::bind(grpc_addr).await.map_err(|source| DriverError::Listen {
-        what: "driver.grpc_listen",
-        addr: grpc_addr,
-        source,
-    })?;
-    let endpoints = config.checkpoint.etcd.join(",");
-    let client = retry("connecting to etcd", START_RETRY, || {
-        connect_etcd(&config.checkpoint.etcd, &endpoints)
-    })
-    .await?;
-    let keys = JobKeys::new(&config.checkpoint.prefix, &config.job.name);
+    let listeners = Listeners::bind(&config).await?;
     let driver_id = format!("{}-{}", hostname(), std::process::id());
     // Port 0 in `grpc_listen` lets the OS choose (tests running drivers side by side): the port
     // executors are told is then the one bound.
-    let address = match (&config.driver.advertise, listener.local_addr()) {
+    let address = match (&config.driver.advertise, listeners.grpc.local_addr()) {
         (None, Ok(bound)) => format!("http://{bound}"),
         _ => config.driver.advertise_url(),
     };
-    let http_listener =
-        match config.driver.http_listen {
-            Some(addr) => Some(TcpListener::bind(addr).await.map_err(|source| {
-                DriverError::Listen { what: "driver.http_listen", addr, source }
-            })?),
-            None => None,
-        };
     let me = LeaderRecord {
         driver_id: driver_id.clone(),
-        http_address: http_listener
+        http_address: listeners
+            .http
             .as_ref()
             .and_then(|l| l.local_addr().ok())
             .map(|bound| http::public_url(bound, &address)),
@@ -117,97 +105,140 @@ async fn lead(
         generation: 0,
         elected_at_ms: 0,
     };
-    let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
-    let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
-        election::campaign(&client, &endpoints, &keys, &me, lease_ttl)
-    })
-    .await?;
-    let address = me.address;
-    leading.store(true, Ordering::SeqCst);
-    info!(generation = leadership.generation, driver = %driver_id, address = %address, "Leading the job");
-    let store = EtcdStore::new(
-        client.clone(),
-        endpoints,
-        keys,
-        config.job.name.clone(),
-        leadership.revision,
-    );
-    let listeners = Listeners { grpc: listener, http: http_listener };
-    let result = run_as_leader(&config, &leadership, store, driver_id, listeners, stop).await;
-    if !matches!(result, Err(DriverError::LostLeadership { .. })) {
-        leadership.resign(&client).await;
+    let metrics = Arc::new(DriverMetrics::new(&config.job.name, config.driver.partition_metrics));
+    let (status, status_rx) = tokio::sync::watch::channel(Status {
+        job: config.job.name.clone(),
+        driver_id,
+        guarantee: config.sink.guarantee.to_string(),
+        batch_interval_ms: config.job.batch_interval.as_millis() as u64,
+        started_at_ms: job::now_ms(),
+        history: History::new(config.driver.status_history),
+        ..Status::default()
+    });
+    let mut http_server = Servers::default();
+    if let Some(listener) = listeners.http {
+        let served = http::serve(listener, status_rx, metrics.clone(), http_server.stop.clone());
+        http_server.tasks.push(served);
     }
+    let running = Running { config, me, status, metrics };
+    let result = running.campaign_and_lead(listeners.grpc, stop, leading).await;
+    http_server.stop().await;
     result
 }
 
-/// Everything a leading driver does: load the checkpoint, start the gRPC and HTTP servers, run
-/// the job loop. The servers stop when this returns, on every path.
-async fn run_as_leader(
-    config: &Arc<JobConfig>,
-    leadership: &Leadership,
-    store: EtcdStore,
-    driver_id: String,
-    listeners: Listeners,
-    stop: CancellationToken,
-) -> Result<(), DriverError> {
-    let stored =
-        retry("reading the job's checkpoint from etcd", START_RETRY, || store.load()).await?;
-    info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
-        partitions = stored.offsets.as_ref().map_or(0, |o| o.next_offsets.len()),
-        replaying = stored.pending.len(), "Checkpoint loaded");
-    let io = JobIo {
-        store: Arc::new(store),
-        source: Arc::new(KafkaSource::new(&config.source)?),
-        group: Arc::new(KafkaGroup::new(config)?),
-    };
-    let (status, status_rx) = tokio::sync::watch::channel(Status {
-        job: config.job.name.clone(),
-        driver_id: driver_id.clone(),
-        generation: leadership.generation,
-        ..Status::default()
-    });
-    let mut servers = Servers::default();
-    if let Some(listener) = listeners.http {
-        servers.tasks.push(http::serve(listener, status_rx, servers.stop.clone()));
-    }
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let session = Session {
-        job: config.job.name.clone(),
-        driver_id,
-        generation: leadership.generation,
-        config_toml: config.to_toml_string(),
-        heartbeat_interval: config.driver.heartbeat_interval,
-    };
-    let service = DriverServer::new(DriverService::new(session, events_tx));
-    let grpc_stop = servers.stop.clone();
-    servers.tasks.push(tokio::spawn(async move {
-        let result = tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming_shutdown(
-                TcpListenerStream::new(listeners.grpc),
-                grpc_stop.cancelled(),
-            )
-            .await;
-        if let Err(e) = result {
-            warn!(error = %e, "The gRPC server stopped");
+/// What a started driver has: its config, who it is, and what it shows.
+struct Running {
+    config: Arc<JobConfig>,
+    me: LeaderRecord,
+    status: tokio::sync::watch::Sender<Status>,
+    metrics: Arc<DriverMetrics>,
+}
+
+impl Running {
+    /// Connects to etcd, campaigns (a standby meanwhile), then runs the job as leader.
+    async fn campaign_and_lead(
+        self,
+        grpc: TcpListener,
+        stop: CancellationToken,
+        leading: Arc<AtomicBool>,
+    ) -> Result<(), DriverError> {
+        let config = &self.config;
+        let endpoints = config.checkpoint.etcd.join(",");
+        let client = retry("connecting to etcd", START_RETRY, || {
+            connect_etcd(&config.checkpoint.etcd, &endpoints)
+        })
+        .await?;
+        let keys = JobKeys::new(&config.checkpoint.prefix, &config.job.name);
+        let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
+        let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
+            election::campaign(&client, &endpoints, &keys, &self.me, lease_ttl, &self.status)
+        })
+        .await?;
+        leading.store(true, Ordering::SeqCst);
+        info!(generation = leadership.generation, driver = %self.me.driver_id,
+            address = %self.me.address, "Leading the job");
+        self.metrics.leader.set(1);
+        self.metrics.generation.set(leadership.generation as i64);
+        self.status.send_modify(|s| {
+            s.role = Role::Leader;
+            s.leader = None;
+            s.ready = false;
+            s.generation = leadership.generation;
+            s.done_waiting("leader");
+        });
+        let store = EtcdStore::new(
+            client.clone(),
+            endpoints,
+            keys,
+            config.job.name.clone(),
+            leadership.revision,
+        );
+        let result = self.run_as_leader(&leadership, store, grpc, stop).await;
+        self.metrics.leader.set(0);
+        if !matches!(result, Err(DriverError::LostLeadership { .. })) {
+            leadership.resign(&client).await;
         }
-    }));
-    if config.sink.guarantee == Guarantee::ExactlyOnce {
-        // Kafka unreachable is waited for; a timeout the broker refuses stops the job.
-        tokio::select! {
-            checked = retry("checking the broker's transaction limit", START_RETRY, || {
-                group::check_transaction_timeout(config)
-            }) => checked?,
-            _ = stop.cancelled() => {
-                servers.stop().await;
-                return Ok(());
+        result
+    }
+
+    /// Everything a leading driver does: load the checkpoint, start the gRPC server, run the job
+    /// loop. The gRPC server stops when this returns, on every path.
+    async fn run_as_leader(
+        &self,
+        leadership: &Leadership,
+        store: EtcdStore,
+        grpc: TcpListener,
+        stop: CancellationToken,
+    ) -> Result<(), DriverError> {
+        let config = &self.config;
+        let stored =
+            retry("reading the job's checkpoint from etcd", START_RETRY, || store.load()).await?;
+        info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
+            partitions = stored.offsets.as_ref().map_or(0, |o| o.next_offsets.len()),
+            replaying = stored.pending.len(), "Checkpoint loaded");
+        let io = JobIo {
+            store: Arc::new(store),
+            source: Arc::new(KafkaSource::new(&config.source)?),
+            group: Arc::new(KafkaGroup::new(config)?),
+        };
+        let mut servers = Servers::default();
+        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let session = Session {
+            job: config.job.name.clone(),
+            driver_id: self.me.driver_id.clone(),
+            generation: leadership.generation,
+            config_toml: config.to_toml_string(),
+            heartbeat_interval: config.driver.heartbeat_interval,
+        };
+        let service = DriverServer::new(DriverService::new(session, events_tx));
+        let grpc_stop = servers.stop.clone();
+        servers.tasks.push(tokio::spawn(async move {
+            let result = tonic::transport::Server::builder()
+                .add_service(service)
+                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop.cancelled())
+                .await;
+            if let Err(e) = result {
+                warn!(error = %e, "The gRPC server stopped");
+            }
+        }));
+        if config.sink.guarantee == Guarantee::ExactlyOnce {
+            // Kafka unreachable is waited for; a timeout the broker refuses stops the job.
+            tokio::select! {
+                checked = retry("checking the broker's transaction limit", START_RETRY, || {
+                    group::check_transaction_timeout(config)
+                }) => checked?,
+                _ = stop.cancelled() => {
+                    servers.stop().await;
+                    return Ok(());
+                }
             }
         }
+        let status = self.status.clone();
+        let job = JobLoop::new(config.clone(), io, stored, status, self.metrics.clone());
+        let result = job.run(events_rx, stop, leadership.lost.clone()).await;
+        servers.stop().await;
+        result
     }
-    let job = JobLoop::new(config.clone(), io, stored, status);
-    let result = job.run(events_rx, stop, leadership.lost.clone()).await;
-    servers.stop().await;
-    result
 }
 
 /// The driver's ports, bound before it campaigns: a port in use fails the start at once, and
@@ -215,6 +246,24 @@ async fn run_as_leader(
 struct Listeners {
     grpc: TcpListener,
     http: Option<TcpListener>,
+}
+
+impl Listeners {
+    async fn bind(config: &JobConfig) -> Result<Self, DriverError> {
+        let bind = |what: &'static str, addr| async move {
+            TcpListener::bind(addr).await.map_err(|source| DriverError::Listen {
+                what,
+                addr,
+                source,
+            })
+        };
+        let grpc = bind("driver.grpc_listen", config.driver.grpc_listen).await?;
+        let http = match config.driver.http_listen {
+            Some(addr) => Some(bind("driver.http_listen", addr).await?),
+            None => None,
+        };
+        Ok(Listeners { grpc, http })
+    }
 }
 
 /// How long the servers get to finish open requests once the job is done. Executors' streams

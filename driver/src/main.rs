@@ -17,8 +17,25 @@ struct Args {
     overrides: Vec<String>,
 }
 
+/// `weir-driver health`: a container's health check, without curl.
+#[derive(Parser)]
+#[command(name = "weir-driver health")]
+struct HealthArgs {
+    /// The driver's `driver.http_listen` address.
+    #[arg(long, env = "WEIR_DRIVER_HTTP", default_value = "127.0.0.1:7071")]
+    http: String,
+    /// Only check that the process answers (`/healthz`), not that it is ready (`/readyz`).
+    #[arg(long)]
+    live: bool,
+}
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
+    // `weir-driver health [--http ADDR] [--live]`: exit 0 when ready (or alive), 1 otherwise.
+    if std::env::args().nth(1).as_deref() == Some("health") {
+        let health = HealthArgs::parse_from(std::env::args().skip(1));
+        return weir_common::health::check(&health.http, health.live).await;
+    }
     let args = Args::parse();
     weir_common::telemetry::init();
     let config = match JobConfig::load(Some(&args.config), std::env::vars(), &args.overrides) {

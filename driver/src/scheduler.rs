@@ -39,6 +39,9 @@ struct Executor {
     running: BTreeSet<TaskId>,
     leaving: bool,
     last_seen: Instant,
+    /// Lanes given to this executor since it attached (its first lanes, and lanes moved from
+    /// another executor).
+    lanes_taken: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,8 +78,12 @@ pub struct Batch {
     pub recorded_at: Instant,
     pub first_dispatch: Option<Instant>,
     pub metrics: TaskMetrics,
+    /// The same per source topic, for the metrics.
+    pub metrics_by_topic: BTreeMap<String, TaskMetrics>,
     /// At-most-once: records of abandoned tasks (read or not, their output is not known).
     pub records_abandoned: u64,
+    /// The same per source topic.
+    pub abandoned_by_topic: BTreeMap<String, u64>,
     tasks: BTreeMap<LaneId, Task>,
 }
 
@@ -102,10 +109,27 @@ pub struct JobFailure {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct ExecutorStatus {
     pub id: ExecutorId,
+    /// Where the executor says it runs (its host); filled in by the job loop.
+    pub address: String,
     pub slots: u32,
     pub running: usize,
     pub lanes: usize,
     pub leaving: bool,
+    /// Milliseconds since the executor was last heard from.
+    pub last_heard_ms: u64,
+    /// Lanes given to it since it attached.
+    pub lanes_taken: u64,
+}
+
+/// Why tasks of recorded batches are not running: what the job waits for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Tasks ready to run and not running.
+    pub waiting_tasks: usize,
+    /// Live executors that are not leaving.
+    pub executors: usize,
+    /// Free slots on those executors.
+    pub free_slots: usize,
 }
 
 #[derive(Debug)]
@@ -134,6 +158,7 @@ impl Scheduler {
             running: BTreeSet::new(),
             leaving: false,
             last_seen: now,
+            lanes_taken: 0,
         };
         self.executors.insert(id, executor);
     }
@@ -211,7 +236,9 @@ impl Scheduler {
             recorded_at: now,
             first_dispatch: None,
             metrics: TaskMetrics::default(),
+            metrics_by_topic: BTreeMap::new(),
             records_abandoned: 0,
+            abandoned_by_topic: BTreeMap::new(),
             tasks,
         };
         self.batches.insert(batch.plan.id, batch);
@@ -230,7 +257,11 @@ impl Scheduler {
         self.release(executor, &id);
         let batch = self.batches.get_mut(&id.batch).expect("current task has a batch");
         batch.metrics.add(&metrics);
-        batch.tasks.get_mut(&id.lane).expect("current task").state = TaskState::Done;
+        let task = batch.tasks.get_mut(&id.lane).expect("current task");
+        if let Some(topic) = task.ranges.first().map(|r| r.topic().to_owned()) {
+            batch.metrics_by_topic.entry(topic).or_default().add(&metrics);
+        }
+        task.state = TaskState::Done;
         true
     }
 
@@ -341,17 +372,36 @@ impl Scheduler {
             .collect()
     }
 
-    pub fn executor_status(&self) -> Vec<ExecutorStatus> {
+    pub fn executor_status(&self, now: Instant) -> Vec<ExecutorStatus> {
         self.executors
             .iter()
             .map(|(id, e)| ExecutorStatus {
                 id: id.clone(),
+                address: String::new(),
                 slots: e.slots,
                 running: e.running.len(),
                 lanes: self.owners.values().filter(|o| *o == id).count(),
                 leaving: e.leaving,
+                last_heard_ms: now.saturating_duration_since(e.last_seen).as_millis() as u64,
+                lanes_taken: e.lanes_taken,
             })
             .collect()
+    }
+
+    /// Tasks waiting to run against the executors and slots there are.
+    pub fn backlog(&self, now: Instant) -> Backlog {
+        let waiting_tasks = self
+            .batches
+            .values()
+            .flat_map(|b| b.tasks.values())
+            .filter(|t| matches!(t.state, TaskState::Waiting { not_before } if not_before <= now))
+            .count();
+        let live = self.executors.values().filter(|e| !e.leaving);
+        Backlog {
+            waiting_tasks,
+            executors: live.clone().count(),
+            free_slots: live.map(|e| (e.slots as usize).saturating_sub(e.running.len())).sum(),
+        }
     }
 
     /// The lane's owner, choosing one when it has none or when its owner holds clearly more lanes
@@ -369,6 +419,9 @@ impl Scheduler {
             Some(owner) if load(self, owner) <= least_loaded.0 + 1 => Some(owner.clone()),
             _ => {
                 self.owners.insert(lane, least_loaded.1.clone());
+                if let Some(e) = self.executors.get_mut(&least_loaded.1) {
+                    e.lanes_taken += 1;
+                }
                 Some(least_loaded.1)
             }
         }
@@ -392,7 +445,11 @@ impl Scheduler {
         let Some(batch) = self.batches.get_mut(&id.batch) else { return };
         let Some(task) = batch.tasks.get_mut(&id.lane) else { return };
         task.state = TaskState::Abandoned;
-        batch.records_abandoned += task.ranges.iter().map(OffsetRange::max_records).sum::<u64>();
+        let records = task.ranges.iter().map(OffsetRange::max_records).sum::<u64>();
+        batch.records_abandoned += records;
+        if let Some(topic) = task.ranges.first().map(|r| r.topic().to_owned()) {
+            *batch.abandoned_by_topic.entry(topic).or_default() += records;
+        }
     }
 
     fn task_mut(&mut self, id: &TaskId) -> Option<&mut Task> {

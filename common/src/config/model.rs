@@ -254,6 +254,10 @@ pub struct DriverSection {
     /// The first retry's delay; it doubles on each retry, capped at 30s.
     #[serde(with = "super::duration")]
     pub task_retry_backoff: Duration,
+    /// How many of the latest batches the status page and `/api/status` keep.
+    pub status_history: usize,
+    /// Whether `/metrics` has a lag series per partition (off for jobs with many partitions).
+    pub partition_metrics: bool,
 }
 
 impl DriverSection {
@@ -273,6 +277,8 @@ impl Default for DriverSection {
             heartbeat_interval: Duration::from_secs(1),
             max_task_attempts: 4,
             task_retry_backoff: Duration::from_millis(500),
+            status_history: 100,
+            partition_metrics: true,
         }
     }
 }

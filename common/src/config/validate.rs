@@ -307,6 +307,10 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
             timeout: driver.executor_timeout,
         });
     }
+    if !(1..=10_000).contains(&driver.status_history) {
+        let value = driver.status_history.to_string();
+        return Err(invalid("driver.status_history", value, "between 1 and 10000 batches"));
+    }
     if driver.max_task_attempts == 0 {
         let value = driver.max_task_attempts.to_string();
         return Err(invalid("driver.max_task_attempts", value, "at least 1"));

@@ -10,19 +10,24 @@ use tokio::time::Instant;
 use tracing::{Instrument, info, info_span, warn};
 use weir_common::batch::BatchPlan;
 use weir_common::config::Guarantee;
-use weir_common::retry::retry;
 
-use super::{ETCD_RETRY, JobLoop};
+use super::{JobLoop, in_etcd, now_ms};
 use crate::error::DriverError;
 use crate::rate::BatchObservation;
 
 impl JobLoop {
     /// Hands a recorded batch to the scheduler. At-most-once commits it in etcd first: once a
     /// task may have written anything, its records are never read again.
-    pub(super) async fn start_batch(&mut self, plan: BatchPlan) -> Result<(), DriverError> {
+    /// `replayed`: recorded by an earlier driver (or before a stop).
+    pub(super) async fn start_batch(
+        &mut self,
+        plan: BatchPlan,
+        replayed: bool,
+    ) -> Result<(), DriverError> {
         if self.guarantee == Guarantee::AtMostOnce {
             self.commit_offsets(&plan).await?;
         }
+        self.status.send_modify(|s| s.history.recorded(&plan, replayed));
         self.scheduler.add_batch(plan, Instant::now());
         Ok(())
     }
@@ -37,7 +42,7 @@ impl JobLoop {
         next.last_committed_batch = Some(plan.id);
         let store = &self.io.store;
         let span = info_span!("commit", job = %self.config.job.name, batch = plan.id);
-        retry("committing a batch in etcd", ETCD_RETRY, || store.commit_batch(&next))
+        in_etcd(&self.status, "committing a batch in etcd", || store.commit_batch(&next))
             .instrument(span)
             .await?;
         if self.guarantee != Guarantee::ExactlyOnce {
@@ -90,7 +95,20 @@ impl JobLoop {
                     "At-most-once: tasks failed or were lost and are not run again; their records are lost"
                 );
             }
-            self.status.send_modify(|s| s.committed(id, &batch, delay, processing));
+            let total = (now_ms() - batch.plan.planned_at_ms).max(0) as f64 / 1000.0;
+            let m = &self.metrics;
+            m.batches_committed.inc();
+            m.batch_scheduling_delay.observe(delay.as_secs_f64());
+            m.batch_processing.observe(processing.as_secs_f64());
+            m.batch_total_delay.observe(total);
+            m.committed_records(&batch.metrics_by_topic);
+            for (topic, records) in &batch.abandoned_by_topic {
+                m.per_topic(&m.records_abandoned, topic, *records);
+            }
+            for range in &batch.plan.data_lost {
+                m.per_topic(&m.records_lost, range.topic(), range.max_records());
+            }
+            self.status.send_modify(|s| s.committed(id, &batch, delay, processing, now_ms()));
         }
         Ok(())
     }

@@ -12,14 +12,13 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weir_common::config::Guarantee;
 
-use weir_common::retry::retry;
-
-use super::{Command, ConnectionId, ETCD_RETRY, Event, ExecutorEvent, JobLoop};
+use super::{Command, ConnectionId, Event, ExecutorEvent, JobLoop, in_etcd, now_ms};
 use crate::error::DriverError;
 use crate::scheduler::Assignment;
 
 struct Connection {
     executor: String,
+    address: String,
     outbox: mpsc::UnboundedSender<Command>,
 }
 
@@ -30,6 +29,11 @@ pub(super) struct Connections(HashMap<ConnectionId, Connection>);
 impl Connections {
     fn of(&self, executor: &str) -> Option<ConnectionId> {
         self.0.iter().find(|(_, c)| c.executor == executor).map(|(&id, _)| id)
+    }
+
+    /// Where the executor said it runs.
+    pub(super) fn address_of(&self, executor: &str) -> Option<String> {
+        self.0.values().find(|c| c.executor == executor).map(|c| c.address.clone())
     }
 
     /// Sends a command to an executor. A closed outbox means the connection is going; its
@@ -51,7 +55,7 @@ impl JobLoop {
                 }
                 info!(executor = %executor, slots, address = %address, "Executor attached");
                 self.scheduler.add_executor(executor.clone(), slots, now);
-                self.connections.0.insert(conn, Connection { executor, outbox });
+                self.connections.0.insert(conn, Connection { executor, address, outbox });
             }
             Event::Detached { conn, reason } => self.drop_connection(conn, &reason),
             Event::Message { conn, event } => {
@@ -79,6 +83,8 @@ impl JobLoop {
             }
             ExecutorEvent::Succeeded { task, metrics } => {
                 if self.scheduler.task_succeeded(&executor, task, metrics) {
+                    self.metrics.task_duration.observe(metrics.total_ms as f64 / 1000.0);
+                    self.status.send_modify(|s| s.history.succeeded(task, &executor, &metrics));
                     debug!(executor = %executor, batch = task.batch, lane = task.lane,
                         records_in = metrics.records_in, read_ms = metrics.read_ms,
                         flush_ms = metrics.flush_ms, total_ms = metrics.total_ms, "Task done");
@@ -87,6 +93,11 @@ impl JobLoop {
             ExecutorEvent::Failed { task, kind, message } => {
                 warn!(executor = %executor, batch = task.batch, lane = task.lane, kind = %kind,
                     error = %message, "Task failed");
+                let label = crate::metrics::KindLabel { kind: kind.to_string() };
+                self.metrics.task_failures.get_or_create(&label).inc();
+                self.status.send_modify(|s| {
+                    s.history.failed(task, &executor, &kind.to_string(), &message, now_ms())
+                });
                 if let Err(failure) =
                     self.scheduler.task_failed(&executor, task, kind, &message, now)
                 {
@@ -106,6 +117,15 @@ impl JobLoop {
     fn drop_connection(&mut self, conn: ConnectionId, reason: &str) {
         let Some(connection) = self.connections.0.remove(&conn) else { return };
         let requeued = self.scheduler.remove_executor(&connection.executor, Instant::now());
+        if !requeued.is_empty() {
+            self.metrics.executors_lost.inc();
+            let message = format!("executor {} lost: {reason}", connection.executor);
+            self.status.send_modify(|s| {
+                for task in &requeued {
+                    s.history.failed(*task, &connection.executor, "lost", &message, now_ms());
+                }
+            });
+        }
         if requeued.is_empty() {
             info!(executor = %connection.executor, reason, "Executor detached");
         } else if self.guarantee == Guarantee::AtMostOnce {
@@ -143,7 +163,8 @@ impl JobLoop {
             );
         }
         let store = self.io.store.clone();
-        retry("deleting a drain request in etcd", ETCD_RETRY, || store.forget_drain(executor)).await
+        in_etcd(&self.status, "deleting a drain request in etcd", || store.forget_drain(executor))
+            .await
     }
 
     /// Closes every executor's stream; each attaches again with a new session (and, under
@@ -169,6 +190,7 @@ impl JobLoop {
     pub(super) fn dispatch(&mut self) {
         for Assignment { executor, task, ranges } in self.scheduler.dispatch(Instant::now()) {
             debug!(executor = %executor, batch = task.batch, lane = task.lane, attempt = task.attempt, "Assigning task");
+            self.status.send_modify(|s| s.history.dispatched(task, &executor, now_ms()));
             self.connections.send(&executor, Command::Assign { task, ranges });
         }
     }

@@ -19,9 +19,8 @@ use std::time::Duration;
 use tokio::sync::watch;
 use tracing::{debug, info};
 use weir_common::control::JobState;
-use weir_common::retry::retry;
 
-use super::{ETCD_RETRY, JobLoop};
+use super::{JobLoop, in_etcd, now_ms};
 use crate::error::DriverError;
 use crate::io::{CheckpointStore, Control};
 
@@ -112,7 +111,7 @@ impl JobLoop {
         self.stop_confirm_tried = Some(self.control.revision);
         let store = self.io.store.clone();
         let seen = self.control.clone();
-        let confirmed = retry("confirming the stop in etcd", ETCD_RETRY, || {
+        let confirmed = in_etcd(&self.status, "confirming the stop in etcd", || {
             store.set_state(&seen, JobState::Stopped)
         })
         .await?;
@@ -130,7 +129,8 @@ impl JobLoop {
     async fn reload(&mut self) -> Result<(), DriverError> {
         let store = self.io.store.clone();
         let stored =
-            retry("reading the job's checkpoint from etcd", ETCD_RETRY, || store.load()).await?;
+            in_etcd(&self.status, "reading the job's checkpoint from etcd", || store.load())
+                .await?;
         info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
             replaying = stored.pending.len(), "Checkpoint read again");
         let moved = stored.offsets.clone().unwrap_or_default() != self.committed;
@@ -143,7 +143,7 @@ impl JobLoop {
         }
         for plan in std::mem::take(&mut self.replay) {
             info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
-            self.start_batch(plan).await?;
+            self.start_batch(plan, true).await?;
         }
         Ok(())
     }
@@ -154,15 +154,15 @@ impl JobLoop {
             s.state = control.state;
             s.state_changed_by = control.changed_by.clone();
             s.state_changed_at_ms = control.changed_at_ms;
-            s.waiting_for = match control.state {
-                JobState::Running => s.waiting_for.take().filter(|w| !w.starts_with("the job is")),
+            match control.state {
+                JobState::Running => s.done_waiting("stopped"),
                 JobState::StopRequested => {
-                    Some("the job is stopping: in-flight batches to commit".to_owned())
+                    s.wait("stopped", "the job is stopping: in-flight batches to commit", now_ms())
                 }
                 JobState::Stopped => {
-                    Some("the job is stopped: `weirctl job resume` to go on".to_owned())
+                    s.wait("stopped", "the job is stopped: `weirctl job resume` to go on", now_ms())
                 }
-            };
+            }
         });
     }
 }

@@ -11,7 +11,7 @@ use weir_common::TopicPartition;
 use weir_common::config::{Guarantee, OnDataLoss};
 use weir_common::retry::retry;
 
-use super::{ETCD_RETRY, JobLoop, START_RETRY};
+use super::{JobLoop, START_RETRY, in_etcd};
 use crate::error::DriverError;
 
 impl JobLoop {
@@ -53,6 +53,7 @@ impl JobLoop {
         if self.guarantee == Guarantee::ExactlyOnce {
             self.check_group_is_behind(&starts).await?;
         }
+        self.metrics.partitions_discovered.inc_by(starts.len() as u64);
         self.status.send_modify(|s| s.partitions_discovered += starts.len() as u64);
         for (tp, offset) in starts {
             info!(partition = %tp, offset, "New partition; reading from here");
@@ -66,7 +67,7 @@ impl JobLoop {
 
     async fn write_offsets_and_lanes(&self, what: &str) -> Result<(), DriverError> {
         let (store, committed, lanes) = (&self.io.store, &self.committed, &self.lanes);
-        retry(what, ETCD_RETRY, || store.write_offsets_and_lanes(committed, lanes)).await
+        in_etcd(&self.status, what, || store.write_offsets_and_lanes(committed, lanes)).await
     }
 
     /// Exactly-once trusts the group's progress: a task whose range ends at or below it is

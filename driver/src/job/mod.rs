@@ -42,9 +42,11 @@ pub use events::{Command, ConnectionId, Event, ExecutorEvent, now_ms};
 
 use crate::error::DriverError;
 use crate::io::{CheckpointStore, Control, JobGroup, SourceMetadata, Stored};
+use crate::metrics::DriverMetrics;
 use crate::rate::{Limits, RateController};
 use crate::scheduler::{Scheduler, Settings};
 use crate::status::Status;
+use crate::status::history::LagClock;
 use connections::Connections;
 use control::ControlPoller;
 
@@ -107,6 +109,10 @@ pub struct JobLoop {
     control: Control,
     /// The state revision a stop confirmation was last tried at.
     stop_confirm_tried: Option<i64>,
+    /// `/metrics`, shared with the HTTP server.
+    metrics: Arc<DriverMetrics>,
+    /// How long each partition's oldest unplanned record has waited.
+    lag_clock: LagClock,
 }
 
 impl JobLoop {
@@ -115,6 +121,7 @@ impl JobLoop {
         io: JobIo,
         stored: Stored,
         status: watch::Sender<Status>,
+        metrics: Arc<DriverMetrics>,
     ) -> Self {
         let guarantee = config.sink.guarantee;
         let settings = Settings {
@@ -142,6 +149,8 @@ impl JobLoop {
             config,
             control: Control::default(),
             stop_confirm_tried: None,
+            metrics,
+            lag_clock: LagClock::default(),
         };
         job.restore(stored);
         job
@@ -254,13 +263,15 @@ impl JobLoop {
         if self.control.state == JobState::Stopped {
             info!(by = %self.control.changed_by,
                 "The job is stopped; nothing runs until `weirctl job resume`");
+            self.status.send_modify(|s| s.ready = true);
             return Ok(());
         }
         self.discover_until_kafka_answers().await?;
         for plan in std::mem::take(&mut self.replay) {
             info!(batch = plan.id, ranges = plan.ranges().count(), "Replaying a recorded batch");
-            self.start_batch(plan).await?;
+            self.start_batch(plan, true).await?;
         }
+        self.status.send_modify(|s| s.ready = true);
         Ok(())
     }
 
@@ -269,15 +280,81 @@ impl JobLoop {
     }
 
     fn publish_status(&self) {
+        let now = Instant::now();
         let running = self.scheduler.running();
+        let mut executors = self.scheduler.executor_status(now);
+        for e in &mut executors {
+            e.address = self.connections.address_of(&e.id).unwrap_or_default();
+        }
+        let backlog = self.scheduler.backlog(now);
+        let in_flight = self.scheduler.batches_in_flight();
         self.status.send_modify(|status| {
-            status.executors = self.scheduler.executor_status();
+            status.executors = executors;
             status
                 .running_tasks
                 .retain(|t| running.iter().any(|(e, id)| *e == t.executor && *id == t.task));
-            status.batches_in_flight = self.scheduler.batches_in_flight();
+            status.batches_in_flight = in_flight;
+            match (backlog.waiting_tasks, backlog.executors, backlog.free_slots) {
+                (0, _, _) => {
+                    status.done_waiting("no_executor");
+                    status.done_waiting("slots");
+                }
+                (n, 0, _) => {
+                    let message =
+                        format!("an executor to attach: {n} task(s) ready, none attached");
+                    status.wait("no_executor", message, now_ms());
+                    status.done_waiting("slots");
+                }
+                (n, _, 0) => {
+                    status.wait("slots", format!("a free slot: {n} task(s) ready"), now_ms());
+                    status.done_waiting("no_executor");
+                }
+                _ => {
+                    status.done_waiting("no_executor");
+                    status.done_waiting("slots");
+                }
+            }
+            let m = &self.metrics;
+            m.executors.set(status.executors.len() as i64);
+            m.batches_in_flight.set(in_flight as i64);
+            m.job_stopped.set(i64::from(status.state.holds_planning()));
+            m.waiting_for(&status.waiting_reasons());
+            m.rate.set(status.rate_records_per_second.unwrap_or(0.0));
         });
     }
+}
+
+/// Runs one etcd operation of the loop until it succeeds (`ETCD_RETRY`: for ever; a lost
+/// leadership is not retried), showing `etcd` among what the job waits for while it fails.
+async fn in_etcd<T, F, Fut>(
+    status: &watch::Sender<Status>,
+    what: &str,
+    mut op: F,
+) -> Result<T, DriverError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, DriverError>>,
+{
+    let result = retry(what, ETCD_RETRY, || {
+        let attempt = op();
+        async move {
+            let result = attempt.await;
+            if let Err(e) = &result
+                && weir_common::retry::Retryable::is_retryable(e)
+            {
+                let message = format!("etcd: {what} failed: {e}");
+                status.send_modify(|s| s.wait("etcd", message, now_ms()));
+            }
+            result
+        }
+    })
+    .await;
+    status.send_if_modified(|s| {
+        let waited = s.waits.contains_key("etcd");
+        s.done_waiting("etcd");
+        waited
+    });
+    result
 }
 
 async fn sleep_until_some(deadline: Option<Instant>) {

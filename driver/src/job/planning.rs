@@ -9,10 +9,10 @@ use std::collections::BTreeMap;
 use tokio::time::Instant;
 use tracing::{debug, info, warn};
 use weir_common::batch::BatchPlan;
-use weir_common::retry::{Retryable, retry};
+use weir_common::retry::Retryable;
 use weir_common::{OffsetRange, TopicPartition};
 
-use super::{ETCD_RETRY, JobLoop, MAX_BATCHES_IN_FLIGHT, advance, now_ms};
+use super::{JobLoop, MAX_BATCHES_IN_FLIGHT, advance, in_etcd, now_ms};
 use crate::data_loss;
 use crate::error::DriverError;
 use crate::planner::{self, PartitionState, plan_batch};
@@ -32,7 +32,7 @@ impl JobLoop {
             // permission: stop and say so.
             Err(e @ DriverError::Kafka { .. }) if e.is_retryable() => {
                 warn!(error = %e, "Cannot plan a batch: Kafka did not answer; trying again next interval");
-                self.status.send_modify(|s| s.waiting_for = Some(e.to_string()));
+                self.status.send_modify(|s| s.wait("kafka", e.to_string(), now_ms()));
                 return Ok(());
             }
             Err(e) => return Err(e),
@@ -46,10 +46,14 @@ impl JobLoop {
             .collect();
         let data_lost = self.check_data_loss(&mut states).await?;
         let lag: i64 = states.values().map(|s| (s.latest - s.next).max(0)).sum();
+        let lag_by_partition: BTreeMap<String, i64> =
+            states.iter().map(|(tp, s)| (tp.to_string(), (s.latest - s.next).max(0))).collect();
+        self.metrics.lag.set(lag);
+        self.metrics.partition_lag(&lag_by_partition);
         self.status.send_modify(|s| {
-            s.waiting_for = None;
-            s.lag_by_partition =
-                states.iter().map(|(tp, s)| (tp.to_string(), (s.latest - s.next).max(0))).collect();
+            s.done_waiting("kafka");
+            s.lag_by_partition = lag_by_partition;
+            s.history.sample_lag(now_ms(), lag);
         });
         let max_rate = self.config.source.max_rate_per_partition;
         if let Some(rate) = &mut self.rate {
@@ -72,11 +76,13 @@ impl JobLoop {
         let Some(plan) = plan else {
             let took = started.elapsed();
             debug!(took_us = took.as_micros() as u64, "No new records; no batch");
+            self.metrics.empty_rounds.inc();
+            self.time_lag(&latest);
             self.status.send_modify(|s| s.empty_round(took, lag));
             return Ok(());
         };
         let store = &self.io.store;
-        retry("recording a batch in etcd", ETCD_RETRY, || store.record_batch(&plan)).await?;
+        in_etcd(&self.status, "recording a batch in etcd", || store.record_batch(&plan)).await?;
         info!(
             batch = plan.id,
             tasks = plan.tasks.len(),
@@ -87,8 +93,24 @@ impl JobLoop {
         self.limited.insert(plan.id, planner::was_limited(&plan, lag));
         advance(&mut self.planned, &plan);
         self.next_batch = plan.id + 1;
+        self.time_lag(&latest);
         self.status.send_modify(|s| s.lag = lag);
-        self.start_batch(plan).await
+        self.start_batch(plan, false).await
+    }
+
+    /// How long each partition's oldest record not yet planned has waited.
+    fn time_lag(&mut self, latest: &BTreeMap<TopicPartition, i64>) {
+        let partitions = self
+            .planned
+            .iter()
+            .filter_map(|(tp, &planned)| latest.get(tp).map(|&end| (tp.to_string(), planned, end)));
+        let ages = self.lag_clock.observe(now_ms(), partitions);
+        let oldest = ages.values().copied().max().unwrap_or(0);
+        self.metrics.oldest_unplanned_age.set(oldest as f64 / 1000.0);
+        self.status.send_modify(|s| {
+            s.oldest_unplanned_age_ms = oldest;
+            s.lag_age_ms_by_partition = ages;
+        });
     }
 
     async fn fetch_latest(&mut self) -> Result<BTreeMap<TopicPartition, i64>, DriverError> {

@@ -40,11 +40,11 @@ fn metrics(records_in: u64) -> TaskMetrics {
 
 /// Running tasks per executor (from the scheduler's own report).
 fn running_per_executor(s: &Scheduler) -> BTreeMap<String, usize> {
-    s.executor_status().into_iter().map(|e| (e.id, e.running)).collect()
+    s.executor_status(Instant::now()).into_iter().map(|e| (e.id, e.running)).collect()
 }
 
 fn lanes_per_executor(s: &Scheduler) -> BTreeMap<String, usize> {
-    s.executor_status().into_iter().map(|e| (e.id, e.lanes)).collect()
+    s.executor_status(Instant::now()).into_iter().map(|e| (e.id, e.lanes)).collect()
 }
 
 /// No executor runs more than its slots, counted both ways: the status rows and `running()`.
@@ -53,7 +53,7 @@ fn assert_slots_respected(s: &Scheduler) {
     for (executor, _) in s.running() {
         *counted.entry(executor).or_default() += 1;
     }
-    for e in s.executor_status() {
+    for e in s.executor_status(Instant::now()) {
         assert!(
             e.running <= e.slots as usize,
             "{} runs {} tasks on {} slots",
@@ -416,7 +416,7 @@ fn a_leaving_executor_gets_no_new_task_and_its_lanes_move() {
     assert!(!a_lanes.is_empty() && a_lanes.len() < 4, "both executors used: {first:?}");
 
     s.executor_leaving("a");
-    let status = s.executor_status();
+    let status = s.executor_status(Instant::now());
     let a = status.iter().find(|e| e.id == "a").unwrap();
     assert!(a.leaving);
     assert_eq!(a.lanes, 0);

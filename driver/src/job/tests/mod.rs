@@ -90,7 +90,8 @@ impl Job {
             JobIo { store: store.clone(), source: source.clone(), group: Arc::new(MemoryGroup) };
         let (status_tx, status) = watch::channel(Status::default());
         let stored = store.load().await.unwrap();
-        let job = JobLoop::new(config, io, stored, status_tx);
+        let metrics = Arc::new(crate::metrics::DriverMetrics::new("j", true));
+        let job = JobLoop::new(config, io, stored, status_tx, metrics);
         let (events, events_rx) = mpsc::unbounded_channel();
         let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
         let handle = tokio::spawn(job.run(events_rx, stop.clone(), lost.clone()));
