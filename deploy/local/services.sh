@@ -11,6 +11,8 @@
 #   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
 #   deploy/local/services.sh env       print the addresses as shell variables
 #   deploy/local/services.sh kafka-tool CLASS ARGS...   run a Kafka tool from the cached jars
+#   deploy/local/services.sh browser   install Debian's chromium (headless) for the status-page test;
+#                                      prints its path
 #
 # Environment (defaults in brackets):
 #   WEIR_KAFKA_PORT [9092]  WEIR_KAFKA_CONTROLLER_PORT [9093]  WEIR_ETCD_PORT [2379]
@@ -82,6 +84,27 @@ install_packages() {
   # shellcheck disable=SC2086
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >>"$log_dir/apt.log" 2>&1 \
     || { tail -20 "$log_dir/apt.log" >&2; die "apt packages: 'apt-get install $missing' failed (log: $log_dir/apt.log)"; }
+}
+
+# The status page is tested in a real browser. Not part of `install`: the build and the services
+# do not need it, and it is large.
+browser_packages=(chromium fonts-dejavu-core)
+
+install_browser() {
+  local missing="" pkg
+  for pkg in "${browser_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed' || missing="$missing $pkg"
+  done
+  if [ -n "$missing" ]; then
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    say "browser: installing$missing"
+    $sudo apt-get update -qq >"$log_dir/apt.log" 2>&1 || true
+    # shellcheck disable=SC2086
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends $missing >>"$log_dir/apt.log" 2>&1 \
+      || { tail -20 "$log_dir/apt.log" >&2; die "browser: 'apt-get install$missing' failed (log: $log_dir/apt.log)"; }
+  fi
+  command -v chromium || die "browser: chromium is installed but not on PATH"
 }
 
 install_kafka() {
@@ -358,6 +381,7 @@ case "${1:-}" in
   status) mkdir -p "$run_dir"; cmd_status ;;
   env) cmd_env ;;
   kafka-tool) shift; mkdir -p "$log_dir"; cmd_kafka_tool "$@" ;;
+  browser) mkdir -p "$log_dir"; with_lock install_browser ;;
   *)
     # The usage is the comment block at the top of this file.
     awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0" >&2

@@ -33,6 +33,9 @@ fi
 # The tests must use these services; if one dies mid-run they fail instead of starting another.
 export WEIR_TEST_NO_START=1
 
+step "browser (Debian's headless chromium, for the status-page test; cached after the first run)"
+bash "$services" browser >/dev/null
+
 for tool in rustfmt cargo-clippy; do
   command -v "$tool" >/dev/null 2>&1 || { echo "error: $tool not found; add it with 'rustup component add ${tool#cargo-}'" >&2; exit 1; }
 done

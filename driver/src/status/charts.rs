@@ -14,7 +14,7 @@ const WIDTH: f64 = 460.0;
 const HEIGHT: f64 = 160.0;
 const LEFT: f64 = 56.0;
 const BOTTOM: f64 = 22.0;
-const TOP: f64 = 18.0;
+const TOP: f64 = 34.0;
 
 /// An SVG chart of `series` over the last `window_ms` before `now_ms`, values in `unit`.
 pub fn line_chart(
@@ -39,7 +39,7 @@ pub fn line_chart(
         svg,
         r#"<svg class="chart" role="img" aria-label="{title}" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}" xmlns="http://www.w3.org/2000/svg">"#
     );
-    let _ = write!(svg, r##"<text x="{LEFT}" y="12" class="title">{title}</text>"##);
+    let _ = write!(svg, r##"<text x="{LEFT}" y="12" class="title">{title} ({unit})</text>"##);
     let (x0, x1, y0, y1) = (LEFT, WIDTH - 8.0, y(0.0), y(top));
     let _ = write!(
         svg,
@@ -50,7 +50,7 @@ pub fn line_chart(
         r##"<text x="{}" y="{}" class="axis" text-anchor="end">{}</text><text x="{}" y="{}" class="axis" text-anchor="end">0</text>"##,
         LEFT - 4.0,
         y1 + 4.0,
-        short(top, unit),
+        short(top),
         LEFT - 4.0,
         y0
     );
@@ -76,10 +76,10 @@ pub fn line_chart(
                 points.join(" ")
             );
         }
-        let lx = LEFT + 150.0 * i as f64 + 120.0;
+        let lx = LEFT + 110.0 * i as f64;
         let _ = write!(
             svg,
-            r#"<rect x="{lx}" y="5" width="10" height="3" fill="{}"/><text x="{}" y="11" class="axis">{}</text>"#,
+            r#"<rect x="{lx}" y="21" width="10" height="3" fill="{}"/><text x="{}" y="27" class="axis">{}</text>"#,
             s.color,
             lx + 13.0,
             s.name
@@ -89,14 +89,14 @@ pub fn line_chart(
     svg
 }
 
-/// `1234.5` as `1.2k {unit}`.
-fn short(value: f64, unit: &str) -> String {
+/// `1234.5` as `1.2k`.
+fn short(value: f64) -> String {
     let (v, suffix) = match value {
         v if v >= 1e6 => (v / 1e6, "M"),
         v if v >= 1e3 => (v / 1e3, "k"),
         v => (v, ""),
     };
-    format!("{v:.1}{suffix} {unit}")
+    format!("{v:.1}{suffix}")
 }
 
 #[cfg(test)]
@@ -113,7 +113,8 @@ mod tests {
         let svg = line_chart("Records per second", "rec/s", &series, 10_000, 5_000);
         assert!(svg.starts_with("<svg"), "{svg}");
         assert_eq!(svg.matches("<polyline").count(), 1);
-        assert!(svg.contains("2.2k rec/s"), "the top of the scale: {svg}");
+        assert!(svg.contains(">2.2k<"), "the top of the scale: {svg}");
+        assert!(svg.contains("Records per second (rec/s)"), "{svg}");
         let points = svg.split("points=\"").nth(1).unwrap().split('"').next().unwrap();
         assert_eq!(
             points.split(' ').count(),
