@@ -1,6 +1,7 @@
 //! A job's executor-side state, built from the driver's effective config: the transform pipeline,
-//! the sink, the dead-letter writer and the consumer cache. Built once per config and reused by
-//! every task and across reconnects (so caches stay warm); rebuilt only if the config changes.
+//! the sink, the dead-letter writer, the consumer cache and the shared producers. Built once per
+//! config and reused by every task and across reconnects (so caches stay warm); rebuilt only if
+//! the config changes.
 
 use std::sync::Arc;
 
@@ -12,6 +13,7 @@ use crate::kafka::client_config;
 use crate::kafka::group::GroupProgress;
 use crate::kafka::producer::SharedProducer;
 use crate::kafka::range_reader::ConsumerCache;
+use crate::metrics::TransactionCounters;
 use crate::sink::Sink;
 use crate::sink::dead_letters::DeadLetters;
 use crate::sink::file::FileSink;
@@ -28,11 +30,19 @@ pub struct JobContext {
     pub dead_letters: Option<DeadLetters>,
     pub on_record_error: OnRecordError,
     pub consumers: ConsumerCache,
+    /// The idempotent producers the sink and the dead letters share, each once (the
+    /// exactly-once sink's lane producers are the sink's own).
+    producers: Vec<SharedProducer>,
 }
 
 impl JobContext {
     /// Builds the context; an error here is the config's fault, so tasks fail non-retryably.
-    pub fn build(config_toml: &str, registry: &TransformRegistry) -> Result<Arc<Self>, TaskError> {
+    /// The exactly-once sink counts its transactions in `transactions`.
+    pub fn build(
+        config_toml: &str,
+        registry: &TransformRegistry,
+        transactions: TransactionCounters,
+    ) -> Result<Arc<Self>, TaskError> {
         let config = JobConfig::from_toml_str(config_toml)
             .map_err(|e| TaskError::config(format!("the driver's config is invalid here: {e}")))?;
         let pipeline = Pipeline::build(&config.transform, registry)
@@ -77,6 +87,7 @@ impl JobContext {
                         dead_letter_topic: dead_letter_topic.take(),
                         transaction_timeout: config.sink.transaction_timeout,
                         group: GroupProgress::new(group_config, &group)?,
+                        counters: transactions,
                     }))
                 } else {
                     Box::new(KafkaSink::new(
@@ -96,21 +107,25 @@ impl JobContext {
             }
             SinkKind::Stdout => Box::new(StdoutSink),
         };
+        let mut dead_letters_own_producer = None;
         let dead_letters = match dead_letter_topic {
             Some(topic) => {
                 // Dead letters go to the sink's cluster when the sink is Kafka, else the source's.
                 let producer = if config.sink.kind == SinkKind::Kafka {
                     producer_for(&sink_brokers)?
                 } else {
-                    SharedProducer::new(
+                    let own = SharedProducer::new(
                         client_config(&source.brokers, &config.sink.kafka),
                         &source.brokers,
-                    )?
+                    )?;
+                    dead_letters_own_producer = Some(own.clone());
+                    own
                 };
                 Some(DeadLetters::new(producer, topic))
             }
             None => None,
         };
+        let producers = sink_producer.into_iter().chain(dead_letters_own_producer).collect();
         let mut consumer_config = client_config(&source.brokers, &source.kafka);
         if consumer_config.get("group.id").is_none() {
             // librdkafka wants a group for `assign`; nothing is ever committed to it.
@@ -125,6 +140,13 @@ impl JobContext {
             dead_letters,
             on_record_error,
             consumers,
+            producers,
         }))
+    }
+
+    /// Messages waiting in the queues of every producer of this job: the shared ones and the
+    /// sink's own.
+    pub fn queued_messages(&self) -> u64 {
+        self.sink.queued_messages() + self.producers.iter().map(SharedProducer::queued).sum::<u64>()
     }
 }

@@ -4,18 +4,26 @@
 //!
 //! `run` takes the transforms the binary registers, so a user builds an executor with their own
 //! transform by calling it from their own `main` (see `examples/custom_transform.rs`).
+//! `run_with_http` also serves `/healthz`, `/readyz` and `/metrics` for the whole run.
 
 pub mod cli;
 mod context;
 mod error;
+mod http;
 mod kafka;
+mod metrics;
+mod readiness;
 mod session;
 mod sink;
 mod task;
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
 use weir_common::retry::Backoff;
 pub use weir_common::transform::{Transform, TransformRegistry};
@@ -23,6 +31,8 @@ pub use weir_common::transform::{Transform, TransformRegistry};
 pub use error::ExecutorError;
 pub use session::ExecutorOptions;
 
+use crate::metrics::ExecutorMetrics;
+use crate::readiness::Readiness;
 use crate::session::{Attacher, SessionEnd};
 
 /// Between driver sessions. The loop in `run` waits with these delays itself rather than through
@@ -34,6 +44,9 @@ const FIND_DRIVER: Backoff = Backoff {
     give_up_after: None,
 };
 
+/// How long a stopped executor lets its HTTP server finish the requests it is answering.
+const HTTP_DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs the executor until `shutdown` resolves; then it finishes its running tasks, reports
 /// them and returns.
 pub async fn run(
@@ -41,44 +54,79 @@ pub async fn run(
     transforms: TransformRegistry,
     shutdown: impl Future<Output = &'static str> + Send + 'static,
 ) -> Result<(), ExecutorError> {
+    run_with_http(options, transforms, None, shutdown).await
+}
+
+/// [`run`], serving `/healthz`, `/readyz` and `/metrics` on `http` (when given) from the start,
+/// before any driver is found, until the executor has stopped.
+pub async fn run_with_http(
+    options: ExecutorOptions,
+    transforms: TransformRegistry,
+    http: Option<TcpListener>,
+    shutdown: impl Future<Output = &'static str> + Send + 'static,
+) -> Result<(), ExecutorError> {
     let span = info_span!("executor", job = %options.job, executor = %options.id);
     let stop = weir_common::shutdown::cancel_on(shutdown);
     async move {
         info!(slots = options.slots, "Executor started");
-        let mut attacher = Attacher::new(options, transforms);
-        let mut attempt = 0;
-        loop {
-            let found = tokio::select! {
-                found = attacher.find_driver() => found,
-                _ = stop.cancelled() => return Ok(()),
-            };
-            let end = match found {
-                Ok(url) => attacher.session(&url, &stop).await,
-                Err(e) => SessionEnd::Lost(e.to_string()),
-            };
-            match end {
-                SessionEnd::Stopped => return Ok(()),
-                SessionEnd::Lost(reason) => {
-                    attempt += 1;
-                    let delay = FIND_DRIVER.delay(attempt.min(5));
-                    // Waiting for a driver is normal at start and during a failover: log it
-                    // once per streak, then quietly.
-                    if attempt == 1 {
-                        info!(%reason, "No driver session; looking for the leader");
-                    } else {
-                        tracing::debug!(%reason, attempt, "Still looking for the leader");
-                    }
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = stop.cancelled() => return Ok(()),
-                    }
-                }
+        let metrics = Arc::new(ExecutorMetrics::new());
+        let (readiness, watched) = watch::channel(Readiness::Looking);
+        // Its own token: the server keeps answering while a stopping executor finishes its tasks.
+        let http_stop = CancellationToken::new();
+        let server = http.map(|listener| {
+            if let Ok(address) = listener.local_addr() {
+                info!(%address, "Serving /healthz, /readyz and /metrics");
             }
-            if stop.is_cancelled() {
-                return Ok(());
-            }
+            http::serve(listener, watched, metrics.clone(), http_stop.clone())
+        });
+        let attacher = Attacher::new(options, transforms, metrics, readiness);
+        let result = attach_until_stopped(attacher, &stop).await;
+        http_stop.cancel();
+        if let Some(server) = server {
+            let _ = tokio::time::timeout(HTTP_DRAIN, server).await;
         }
+        result
     }
     .instrument(span)
     .await
+}
+
+/// The attach loop: one driver session after another until `stop`.
+async fn attach_until_stopped(
+    mut attacher: Attacher,
+    stop: &CancellationToken,
+) -> Result<(), ExecutorError> {
+    let mut attempt = 0;
+    loop {
+        let found = tokio::select! {
+            found = attacher.find_driver() => found,
+            _ = stop.cancelled() => return Ok(()),
+        };
+        let end = match found {
+            Ok(url) => attacher.session(&url, stop).await,
+            Err(e) => SessionEnd::Lost(e.to_string()),
+        };
+        match end {
+            SessionEnd::Stopped => return Ok(()),
+            SessionEnd::Lost(reason) => {
+                attacher.set_readiness(Readiness::Detached { reason: reason.clone() });
+                attempt += 1;
+                let delay = FIND_DRIVER.delay(attempt.min(5));
+                // Waiting for a driver is normal at start and during a failover: log it
+                // once per streak, then quietly.
+                if attempt == 1 {
+                    info!(%reason, "No driver session; looking for the leader");
+                } else {
+                    tracing::debug!(%reason, attempt, "Still looking for the leader");
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+            }
+        }
+        if stop.is_cancelled() {
+            return Ok(());
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! The attach loop: find the leading driver (etcd's leader key, or `--driver`), open the `Attach`
 //! stream, run the tasks it assigns, report them, heartbeat; when the driver goes, find the next
-//! one. Refuses any driver message older than the newest generation seen.
+//! one. Refuses any driver message older than the newest generation seen. It alone writes the
+//! executor's readiness and its task metrics (the exactly-once sink counts its own transactions).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,7 +9,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use etcd_client::Client;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +23,9 @@ use weir_proto::v1::driver_message::Kind;
 
 use crate::context::JobContext;
 use crate::error::{ExecutorError, TaskError};
-use crate::task::{Done, TaskControl, spawn_task};
+use crate::metrics::ExecutorMetrics;
+use crate::readiness::Readiness;
+use crate::task::{Done, TaskControl, range_lag, spawn_task};
 
 /// How an executor finds and introduces itself to its driver.
 #[derive(Debug, Clone)]
@@ -64,6 +67,8 @@ pub struct Attacher {
     etcd: Option<Client>,
     generations: GenerationGuard,
     context: Option<Arc<JobContext>>,
+    metrics: Arc<ExecutorMetrics>,
+    readiness: watch::Sender<Readiness>,
 }
 
 /// The newest driver generation this executor has seen; messages of an older one are refused
@@ -87,14 +92,41 @@ impl GenerationGuard {
 }
 
 impl Attacher {
-    pub fn new(options: ExecutorOptions, registry: TransformRegistry) -> Self {
+    pub fn new(
+        options: ExecutorOptions,
+        registry: TransformRegistry,
+        metrics: Arc<ExecutorMetrics>,
+        readiness: watch::Sender<Readiness>,
+    ) -> Self {
+        metrics.set_slots(options.slots);
         Attacher {
             options,
             registry,
             etcd: None,
             generations: GenerationGuard::default(),
             context: None,
+            metrics,
+            readiness,
         }
+    }
+
+    /// Publishes where the executor stands with its driver, for `/readyz` and the `attached`
+    /// gauge together.
+    pub fn set_readiness(&self, readiness: Readiness) {
+        self.metrics.set_attached(readiness.is_attached());
+        self.readiness.send_replace(readiness);
+    }
+
+    /// Samples the gauges that follow the running tasks: how many, the records their ranges
+    /// still hold, and the messages waiting in the job's producers.
+    fn sample(
+        &self,
+        running: &HashMap<TaskId, Arc<TaskControl>>,
+        context: &Result<Arc<JobContext>, TaskError>,
+    ) {
+        let lag = range_lag(running.values().map(Arc::as_ref));
+        let queued = context.as_ref().map_or(0, |c| c.queued_messages());
+        self.metrics.sample(running.len(), lag, queued);
     }
 
     /// The driver to attach to: `--driver`, or the leader recorded in etcd (ignoring a leader
@@ -165,6 +197,7 @@ impl Attacher {
             Err(_) => (DEFAULT_HEARTBEAT, DEFAULT_DRIVER_TIMEOUT),
         };
         info!(driver = %welcome.driver_id, generation, url, "Attached to the driver");
+        self.set_readiness(Readiness::Attached { url: url.to_owned(), generation });
 
         let (done_tx, mut done_rx) = mpsc::unbounded_channel::<Done>();
         let mut running: HashMap<TaskId, Arc<TaskControl>> = HashMap::new();
@@ -196,6 +229,7 @@ impl Attacher {
                                 (Err(e), _) => Err(e.clone()),
                                 (Ok(ctx), Ok(ranges)) => {
                                     running.insert(id, spawn_task(ctx.clone(), id, ranges, done_tx.clone()));
+                                    self.sample(&running, &context);
                                     continue;
                                 }
                             };
@@ -216,6 +250,11 @@ impl Attacher {
                 }
                 Some((id, result)) = done_rx.recv() => {
                     running.remove(&id);
+                    match &result {
+                        Ok(metrics) => self.metrics.task_succeeded(metrics),
+                        Err(_) => self.metrics.task_failed(),
+                    }
+                    self.sample(&running, &context);
                     let kind = match result {
                         Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
                             task: Some(id.into()),
@@ -235,6 +274,7 @@ impl Attacher {
                     if last_heard.elapsed() > driver_timeout {
                         break SessionEnd::Lost(format!("no word from the driver at {url} for {driver_timeout:?}"));
                     }
+                    self.sample(&running, &context);
                     let beat = pb::Heartbeat { sent_at_ms: 0 };
                     let mut reports = vec![message(pb::executor_message::Kind::Heartbeat(beat))];
                     reports.extend(running.iter().map(|(id, task)| {
@@ -257,6 +297,7 @@ impl Attacher {
                     // the driver closes the stream when none is left.
                     leaving = true;
                     leave_by = Some(Instant::now() + LEAVE_TIMEOUT);
+                    self.set_readiness(Readiness::Leaving { url: url.to_owned() });
                     info!(running = running.len(), "Stopping: finishing running tasks, taking no new ones");
                     let _ = outbox.send(message(pb::executor_message::Kind::Leaving(pb::Leaving {}))).await;
                 }
@@ -274,6 +315,7 @@ impl Attacher {
         if let Ok(ctx) = &context {
             ctx.sink.forget_lanes();
         }
+        self.sample(&HashMap::new(), &context);
         end
     }
 
@@ -283,7 +325,7 @@ impl Attacher {
         {
             return Ok(ctx.clone());
         }
-        let built = JobContext::build(config_toml, &self.registry);
+        let built = JobContext::build(config_toml, &self.registry, self.metrics.transactions());
         match &built {
             Ok(ctx) => self.context = Some(ctx.clone()),
             Err(e) => warn!(error = %e, "Cannot run this job's tasks"),

@@ -27,7 +27,30 @@ pub type Done = (TaskId, Result<TaskMetrics, TaskError>);
 #[derive(Default)]
 pub struct TaskControl {
     pub cancel: AtomicBool,
+    /// Records read so far; updated every 1024 records, not per record.
     pub records_in: AtomicU64,
+    /// The most records the task's ranges hold (`until - from`, summed).
+    pub records_to_read: u64,
+}
+
+impl TaskControl {
+    fn for_ranges(ranges: &[OffsetRange]) -> Self {
+        TaskControl {
+            records_to_read: ranges.iter().map(OffsetRange::max_records).sum(),
+            ..TaskControl::default()
+        }
+    }
+
+    /// Records the task's ranges still hold to read, as far as its last progress update tells.
+    /// Offsets without a record (transaction markers, compacted ones) count until the task ends.
+    pub fn records_left(&self) -> u64 {
+        self.records_to_read.saturating_sub(self.records_in.load(Ordering::Relaxed))
+    }
+}
+
+/// The range lag of the running tasks: the records their ranges still hold to read, summed.
+pub fn range_lag<'a>(running: impl IntoIterator<Item = &'a TaskControl>) -> u64 {
+    running.into_iter().map(TaskControl::records_left).sum()
 }
 
 pub fn spawn_task(
@@ -36,7 +59,7 @@ pub fn spawn_task(
     ranges: Vec<OffsetRange>,
     done: mpsc::UnboundedSender<Done>,
 ) -> Arc<TaskControl> {
-    let control = Arc::new(TaskControl::default());
+    let control = Arc::new(TaskControl::for_ranges(&ranges));
     let task_control = control.clone();
     let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
     tokio::task::spawn_blocking(move || {
@@ -131,5 +154,34 @@ fn record_of<'a>(m: &'a BorrowedMessage<'a>) -> Record<'a> {
         payload: m.payload().map(Cow::Borrowed),
         headers,
         timestamp_ms: m.timestamp().to_millis(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+
+    use weir_common::{OffsetRange, TopicPartition};
+
+    use super::{TaskControl, range_lag};
+
+    fn range(partition: i32, from: i64, until: i64) -> OffsetRange {
+        OffsetRange::new(TopicPartition::new("in", partition), from, until).unwrap()
+    }
+
+    #[test]
+    fn the_range_lag_is_what_the_running_tasks_have_still_to_read() {
+        let first = TaskControl::for_ranges(&[range(0, 100, 1_100), range(1, 0, 500)]);
+        let second = TaskControl::for_ranges(&[range(2, 7, 7)]);
+        assert_eq!(first.records_to_read, 1_500);
+        assert_eq!(range_lag([&first, &second]), 1_500, "nothing read yet");
+
+        first.records_in.store(1_024, Ordering::Relaxed);
+        assert_eq!(range_lag([&first, &second]), 476);
+
+        // A count past the ranges (it cannot happen) must not wrap the gauge around.
+        first.records_in.store(2_000, Ordering::Relaxed);
+        assert_eq!(range_lag([&first, &second]), 0);
+        assert_eq!(range_lag([]), 0, "no running task, no lag");
     }
 }

@@ -10,7 +10,7 @@ use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
-use rdkafka::producer::{BaseRecord, DeliveryResult, ProducerContext, ThreadedProducer};
+use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
 use weir_common::Record;
 use weir_common::failure::FailureKind;
 
@@ -103,6 +103,11 @@ impl SharedProducer {
     /// The librdkafka producer, for the transaction calls.
     pub fn client(&self) -> &ThreadedProducer<DeliveryTracker> {
         &self.producer
+    }
+
+    /// Messages librdkafka holds for this producer, not yet acknowledged (queued or in flight).
+    pub fn queued(&self) -> u64 {
+        u64::try_from(self.producer.in_flight_count()).unwrap_or(0)
     }
 
     /// Whether `other` is this very producer (not another one with the same settings).

@@ -23,6 +23,13 @@ pub trait Sink: Send + Sync {
     /// The executor lost its driver session: whatever it held for its lanes may now belong to
     /// another executor, so forget it (the transactional sink drops its lane producers).
     fn forget_lanes(&self) {}
+
+    /// Messages waiting in the queues of the producers the sink owns itself (the exactly-once
+    /// sink's lane producers), for the metrics. The executor's shared producers are counted by
+    /// the job context, once each.
+    fn queued_messages(&self) -> u64 {
+        0
+    }
 }
 
 pub enum Begun<'a> {

@@ -37,6 +37,7 @@ use super::{Begun, Sink, TaskOutput, record_bytes};
 use crate::error::TaskError;
 use crate::kafka::group::GroupProgress;
 use crate::kafka::producer::{Deliveries, SharedProducer};
+use crate::metrics::TransactionCounters;
 
 /// `init_transactions` waits while an older owner's transaction is completed or aborted.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -67,6 +68,8 @@ pub struct TransactionalSettings {
     pub dead_letter_topic: Option<String>,
     pub transaction_timeout: Duration,
     pub group: GroupProgress,
+    /// Where the sink counts the transactions it commits and aborts.
+    pub counters: TransactionCounters,
 }
 
 impl TransactionalSink {
@@ -202,6 +205,10 @@ impl Sink for TransactionalSink {
             debug!(lanes = dropped.len(), "Dropped the lane producers; the lanes may move");
         }
     }
+
+    fn queued_messages(&self) -> u64 {
+        self.lanes.lock().expect("lanes").values().map(|lane| lane.producer.queued()).sum()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -261,6 +268,7 @@ impl TaskOutput for TransactionOutput<'_> {
             let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
                 self.state = State::Committed;
                 sink.committed(self.lane, &self.producer, &self.ranges);
+                sink.settings.counters.committed();
                 return Ok(());
             };
             // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
@@ -283,9 +291,12 @@ impl Drop for TransactionOutput<'_> {
         // The task failed or was cancelled: abort, so read_committed readers never see its
         // records. If even the abort fails, the producer is dropped; the next owner's init aborts
         // the transaction.
-        if let Err(e) = self.producer.client().abort_transaction(CALL_TIMEOUT) {
-            warn!(lane = self.lane, error = %e, "Abort failed; dropping the lane's producer");
-            self.sink.drop_lane(self.lane, &self.producer);
+        match self.producer.client().abort_transaction(CALL_TIMEOUT) {
+            Ok(()) => self.sink.settings.counters.aborted(),
+            Err(e) => {
+                warn!(lane = self.lane, error = %e, "Abort failed; dropping the lane's producer");
+                self.sink.drop_lane(self.lane, &self.producer);
+            }
         }
     }
 }
