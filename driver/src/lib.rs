@@ -106,6 +106,7 @@ async fn lead(
         elected_at_ms: 0,
     };
     let metrics = Arc::new(DriverMetrics::new(&config.job.name, config.driver.partition_metrics));
+    metrics.batch_interval.set(config.job.batch_interval.as_secs_f64());
     let (status, status_rx) = tokio::sync::watch::channel(Status {
         job: config.job.name.clone(),
         driver_id,

@@ -66,6 +66,7 @@ pub struct DriverMetrics {
     pub oldest_unplanned_age: Gauge<f64, AtomicU64>,
     pub partition_lag: Family<PartitionLabel, Gauge>,
     pub rate: Gauge<f64, AtomicU64>,
+    pub batch_interval: Gauge<f64, AtomicU64>,
     partition_metrics: bool,
 }
 
@@ -109,6 +110,7 @@ impl DriverMetrics {
             oldest_unplanned_age: Gauge::default(),
             partition_lag: Family::default(),
             rate: Gauge::default(),
+            batch_interval: Gauge::default(),
             partition_metrics,
             registry: Registry::default(),
         };
@@ -224,13 +226,23 @@ impl DriverMetrics {
                 m.partition_lag.clone(),
             );
         }
+        r.register_with_unit(
+            "batch_interval",
+            "job.batch_interval: how often a batch is planned",
+            Unit::Seconds,
+            m.batch_interval.clone(),
+        );
         r.register(
             "rate_records_per_second",
             "The rate in force from the rate controller (0: none yet)",
             m.rate.clone(),
         );
+        // Series that exist from the start at 0, so `increase()` and alerts see the first one.
         for reason in WAIT_REASONS {
             m.waiting.get_or_create(&ReasonLabel { reason: reason.to_owned() }).set(0);
+        }
+        for kind in ["transient", "config", "data"] {
+            drop(m.task_failures.get_or_create(&KindLabel { kind: kind.to_owned() }));
         }
         DriverMetrics { registry, ..m }
     }
@@ -244,6 +256,7 @@ impl DriverMetrics {
             self.records_filtered.get_or_create(&label).inc_by(m.records_filtered);
             self.records_rejected.get_or_create(&label).inc_by(m.records_rejected);
             self.records_lost.get_or_create(&label).inc_by(m.records_lost);
+            drop(self.records_abandoned.get_or_create(&label));
             self.tasks_already_committed.inc_by(m.tasks_already_committed);
         }
     }

@@ -63,7 +63,7 @@ mod tests {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = listener.local_addr().unwrap().to_string();
         let (readiness, watched) = watch::channel(Readiness::Looking);
-        let metrics = Arc::new(ExecutorMetrics::new());
+        let metrics = Arc::new(ExecutorMetrics::new("j", "e"));
         let stop = CancellationToken::new();
         let server = serve(listener, watched, metrics.clone(), stop.clone());
         let limit = Duration::from_secs(5);
@@ -78,7 +78,7 @@ mod tests {
         assert_eq!((code, text.trim()), (200, "attached to driver http://d:7070 (generation 2)"));
         let (code, text) = get(&base, "/metrics", limit).await.unwrap();
         assert_eq!(code, 200);
-        assert!(text.contains("\nweir_executor_slots 3\n"), "{text}");
+        assert!(text.contains("\nweir_executor_slots{job=\"j\",executor=\"e\"} 3\n"), "{text}");
 
         assert_eq!(get(&base, "/nothing", limit).await.unwrap().0, 404);
         stop.cancel();

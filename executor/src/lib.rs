@@ -69,7 +69,7 @@ pub async fn run_with_http(
     let stop = weir_common::shutdown::cancel_on(shutdown);
     async move {
         info!(slots = options.slots, "Executor started");
-        let metrics = Arc::new(ExecutorMetrics::new());
+        let metrics = Arc::new(ExecutorMetrics::new(&options.job, &options.id));
         let (readiness, watched) = watch::channel(Readiness::Looking);
         // Its own token: the server keeps answering while a stopping executor finishes its tasks.
         let http_stop = CancellationToken::new();

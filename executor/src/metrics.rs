@@ -90,16 +90,16 @@ pub struct ExecutorMetrics {
     transactions: TransactionCounters,
 }
 
-impl Default for ExecutorMetrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 impl ExecutorMetrics {
-    pub fn new() -> Self {
+    /// The metrics of executor `executor` of job `job`: every series carries both as labels
+    /// (the driver's carry `job` too), so one dashboard filters drivers and executors alike.
+    pub fn new(job: &str, executor: &str) -> Self {
+        let labels = [
+            ("job".into(), job.to_owned().into()),
+            ("executor".into(), executor.to_owned().into()),
+        ];
         let metrics = ExecutorMetrics {
-            registry: Registry::default(),
+            registry: Registry::with_labels(labels.into_iter()),
             attached: Gauge::default(),
             slots: Gauge::default(),
             running_tasks: Gauge::default(),
@@ -250,16 +250,27 @@ mod tests {
 
     use super::{ExecutorMetrics, task_duration_buckets};
 
-    /// The value of the sample line that starts with `series ` (name and labels).
+    /// The value of the sample named as `series` (a name, or a name and one label such as
+    /// `tasks_total{outcome="failed"}`); the `job` and `executor` labels every series has are
+    /// not compared.
     fn value(text: &str, series: &str) -> Option<f64> {
+        let (name, label) = match series.split_once('{') {
+            Some((name, label)) => (name, Some(label.trim_end_matches('}'))),
+            None => (series, None),
+        };
         text.lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+            .filter(|line| !line.starts_with('#'))
+            .find(|line| {
+                let (line_name, rest) = line.split_at(line.find(['{', ' ']).unwrap_or(line.len()));
+                line_name == name && label.is_none_or(|label| rest.contains(label))
+            })
+            .and_then(|line| line.rsplit(' ').next())
             .and_then(|v| v.parse().ok())
     }
 
     #[test]
     fn a_reported_task_adds_its_numbers_and_its_outcome() {
-        let metrics = ExecutorMetrics::new();
+        let metrics = ExecutorMetrics::new("j", "e");
         let task = TaskMetrics {
             records_in: 100,
             records_out: 90,
@@ -302,7 +313,7 @@ mod tests {
 
     #[test]
     fn gauges_and_transactions_show_what_was_last_set() {
-        let metrics = ExecutorMetrics::new();
+        let metrics = ExecutorMetrics::new("j", "e");
         metrics.set_slots(4);
         metrics.set_attached(true);
         metrics.sample(2, 1_500, 30);

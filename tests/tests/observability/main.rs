@@ -187,7 +187,7 @@ fn metric(text: &str, series: &str) -> Option<f64> {
 
 async fn health_command(base: &str) -> ExitStatus {
     let mut command = tokio::process::Command::new(binaries::path("weir-driver"));
-    command.args(["health", "--http", base]).kill_on_drop(true);
+    command.args(["health", "--http", base]).stdout(std::process::Stdio::null()).kill_on_drop(true);
     tokio::time::timeout(Duration::from_secs(20), command.status()).await.unwrap().unwrap()
 }
 
@@ -244,4 +244,94 @@ fn tempdir(near: &Path) -> PathBuf {
     let dir = near.with_extension("profile");
     std::fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Every query of the Grafana dashboard and of the alert rules in `deploy/monitoring/` names a
+/// metric that a running driver or executor exports, with the suffix its type gives it.
+#[tokio::test]
+async fn every_dashboard_and_alert_query_names_an_exported_metric() {
+    let mut job = JobFixture::new("obs-dashboard", 2, "").await;
+    let (driver_port, executor_port) = (free_port(), free_port());
+    job.http_listen = format!("127.0.0.1:{driver_port}");
+    job.write_config(&format!("topics = [\"{}\"]", job.input), "");
+    kafka::produce_ids(&job.input, 2, 100).await;
+    job.start_driver();
+    let mut executor = weir_tests::job::executor_command(
+        &binaries::path("weir-executor"),
+        &job.names.job,
+        &job.prefix,
+        "ex-1",
+    );
+    executor.args(["--http-listen", &format!("127.0.0.1:{executor_port}")]);
+    job.supervisor.spawn("ex-1", executor);
+    job.wait_committed(&job.input.clone(), 100, MINUTE).await;
+
+    let mut exported = std::collections::BTreeMap::new();
+    for port in [driver_port, executor_port] {
+        let (code, text) =
+            health::get(&format!("127.0.0.1:{port}"), "/metrics", GET).await.unwrap();
+        assert_eq!(code, 200, "{text}");
+        for line in text.lines().filter_map(|l| l.strip_prefix("# TYPE ")) {
+            let mut words = line.split_whitespace();
+            if let (Some(name), Some(kind)) = (words.next(), words.next()) {
+                exported.insert(name.to_owned(), kind.to_owned());
+            }
+        }
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the workspace root");
+    let monitoring = root.join("deploy/monitoring");
+    let dashboard = std::fs::read_to_string(monitoring.join("grafana-dashboard.json")).unwrap();
+    let dashboard: Value = serde_json::from_str(&dashboard).unwrap();
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|p| p["targets"].as_array().unwrap().iter())
+        .map(|t| t["expr"].as_str().unwrap().to_owned())
+        .collect();
+    queries.push(dashboard["templating"]["list"][0]["query"].as_str().unwrap().to_owned());
+    let alerts = std::fs::read_to_string(monitoring.join("alerts.yml")).unwrap();
+    queries
+        .extend(alerts.lines().filter_map(|l| l.trim().strip_prefix("expr: ")).map(str::to_owned));
+    assert!(queries.len() > 20, "the dashboard and the alerts have queries: {queries:?}");
+
+    let mut unknown = Vec::new();
+    let mut used = 0;
+    for query in &queries {
+        for name in metric_names(query) {
+            used += 1;
+            if !is_exported(&exported, &name) {
+                unknown.push(format!("{name} (in {query})"));
+            }
+        }
+    }
+    assert!(
+        unknown.is_empty(),
+        "queries name metrics nobody exports: {unknown:#?}\nexported: {exported:?}"
+    );
+    assert!(used > 20);
+}
+
+/// Every `weir_...` identifier in a PromQL query.
+fn metric_names(query: &str) -> Vec<String> {
+    let mut names = Vec::new();
+    let mut rest = query;
+    while let Some(at) = rest.find("weir_") {
+        let tail = &rest[at..];
+        let end =
+            tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+        names.push(tail[..end].to_owned());
+        rest = &tail[end..];
+    }
+    names
+}
+
+/// A gauge by its name, a counter by `_total`, a histogram by `_bucket`, `_sum` or `_count`.
+fn is_exported(exported: &std::collections::BTreeMap<String, String>, name: &str) -> bool {
+    let typed = |base: &str, kind: &str| exported.get(base).is_some_and(|k| k == kind);
+    typed(name, "gauge")
+        || name.strip_suffix("_total").is_some_and(|b| typed(b, "counter"))
+        || ["_bucket", "_sum", "_count"]
+            .iter()
+            .any(|s| name.strip_suffix(s).is_some_and(|b| typed(b, "histogram")))
 }

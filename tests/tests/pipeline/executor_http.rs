@@ -95,7 +95,20 @@ async fn health(job: &mut JobFixture, name: &str, args: &[&str], env: Option<&st
         .unwrap_or_else(|| panic!("weir-executor health ran for 20 s"))
 }
 
-/// The value of the sample whose name and labels are `series`, in Prometheus text.
+/// The value of the sample named as `series` (a name, or a name and one label such as
+/// `tasks_total{outcome="succeeded"}`), in Prometheus text; the `job` and `executor` labels every
+/// series has are not compared.
 fn sample(text: &str, series: &str) -> Option<f64> {
-    text.lines().find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+    let (name, label) = match series.split_once('{') {
+        Some((name, label)) => (name, Some(label.trim_end_matches('}'))),
+        None => (series, None),
+    };
+    text.lines()
+        .filter(|line| !line.starts_with('#'))
+        .find(|line| {
+            let (line_name, rest) = line.split_at(line.find(['{', ' ']).unwrap_or(line.len()));
+            line_name == name && label.is_none_or(|label| rest.contains(label))
+        })
+        .and_then(|line| line.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
 }
