@@ -2,8 +2,8 @@
 # The README test command: first proves in a clean Debian 12 container that the install step is
 # enough to build Weir (deploy/docker/fresh-machine.sh), then installs what Weir needs here (apt
 # packages, Kafka jars, chromium for the status-page test), starts the local Kafka and etcd unless
-# they already run, lints, builds once and runs every test against the real services. Services this script started are stopped
-# when it ends, pass or fail.
+# they already run, lints, builds once and runs every test against the real services. Services
+# this script started are stopped when it ends, pass or fail.
 #
 # Extra arguments go to `cargo test`, e.g. `deploy/local/test.sh -p weir-tests smoke`.
 # WEIR_SKIP_FRESH_MACHINE=1 skips the container check (for a quick local loop; CI never sets it).
