@@ -9,6 +9,7 @@
 //! - [`job`]: a job under test: topics, config, driver and executors, its etcd progress.
 //! - [`supervisor`]: child processes that are killed when the test ends, even on panic.
 //! - [`binaries`]: where `cargo build` put `weir-driver` and `weir-executor`.
+//! - [`metrics`]: a sample's value in a process's `/metrics`.
 //! - [`oracle`]: judges what a reader saw in the output against what was produced (lost,
 //!   duplicated, out of order, unexpected), per input partition.
 //! - [`scenario`]: the fault harness: a job under a guarantee, input flowing, a schedule of
@@ -19,6 +20,7 @@ pub mod etcd;
 pub mod group;
 pub mod job;
 pub mod kafka;
+pub mod metrics;
 pub mod names;
 pub mod oracle;
 pub mod scenario;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use weir_common::health;
 use weir_tests::job::{JobFixture, free_port};
+use weir_tests::metrics::sample;
 use weir_tests::{binaries, kafka};
 
 const MINUTE: Duration = Duration::from_secs(60);
@@ -75,7 +76,7 @@ async fn the_status_page_api_and_metrics_show_batches_a_retried_task_and_a_lost_
     }
 
     // /metrics: the histograms and counters agree with what happened.
-    let value = |series: &str| metric(&metrics, series);
+    let value = |series: &str| sample(&metrics, series);
     assert_eq!(value("weir_driver_leader{job"), Some(1.0));
     assert_eq!(
         value(&format!(
@@ -175,14 +176,6 @@ async fn wait_ready(base: &str) -> String {
         assert!(started.elapsed() < MINUTE, "{base} was not ready within a minute");
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// The value of the first sample line starting with `series`.
-fn metric(text: &str, series: &str) -> Option<f64> {
-    text.lines()
-        .find(|l| l.starts_with(series))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }
 
 async fn health_command(base: &str) -> ExitStatus {

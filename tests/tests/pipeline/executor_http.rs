@@ -9,6 +9,7 @@ use weir_common::health::get;
 use weir_tests::binaries;
 use weir_tests::job::{JobFixture, executor_command, free_port};
 use weir_tests::kafka;
+use weir_tests::metrics::sample;
 
 /// How long one HTTP request may take.
 const ANSWER: Duration = Duration::from_secs(5);
@@ -93,22 +94,4 @@ async fn health(job: &mut JobFixture, name: &str, args: &[&str], env: Option<&st
         .wait_exit(name, Duration::from_secs(20))
         .await
         .unwrap_or_else(|| panic!("weir-executor health ran for 20 s"))
-}
-
-/// The value of the sample named as `series` (a name, or a name and one label such as
-/// `tasks_total{outcome="succeeded"}`), in Prometheus text; the `job` and `executor` labels every
-/// series has are not compared.
-fn sample(text: &str, series: &str) -> Option<f64> {
-    let (name, label) = match series.split_once('{') {
-        Some((name, label)) => (name, Some(label.trim_end_matches('}'))),
-        None => (series, None),
-    };
-    text.lines()
-        .filter(|line| !line.starts_with('#'))
-        .find(|line| {
-            let (line_name, rest) = line.split_at(line.find(['{', ' ']).unwrap_or(line.len()));
-            line_name == name && label.is_none_or(|label| rest.contains(label))
-        })
-        .and_then(|line| line.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
 }

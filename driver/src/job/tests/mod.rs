@@ -405,3 +405,37 @@ async fn a_drained_executor_is_told_to_leave_and_its_lanes_move() {
     e1_beating.abort();
     e2_beating.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_status_says_what_the_job_waits_for_and_keeps_the_history_of_a_retried_task() {
+    let mut job = Job::start(&[(0, 10), (1, 10)], Stored::default()).await;
+    let waiting = job.status.wait_for(|s| s.waits.contains_key("no_executor"));
+    let since = within(waiting, "no executor to be waited for").await.unwrap().waiting_since_ms;
+    assert!(since.is_some());
+    let (conn, mut commands) = job.attach("e1", 1);
+    let beating = keep_beating(job.events.clone(), conn);
+    let (first, _) = next_assign(&mut commands).await;
+    // One slot, two tasks: the second waits for the slot.
+    let slots = job.status.wait_for(|s| s.waits.contains_key("slots"));
+    within(slots, "a free slot to be waited for").await.unwrap();
+    assert!(!job.status.borrow().waits.contains_key("no_executor"));
+    let failed = ExecutorEvent::Failed {
+        task: first,
+        kind: weir_common::failure::FailureKind::Transient,
+        message: "broker away".into(),
+    };
+    job.report(conn, failed);
+    // The other lane's task, and the failed one's second attempt.
+    for _ in 0..2 {
+        let (task, _) = next_assign(&mut commands).await;
+        job.succeed(conn, task);
+    }
+    job.committed(1).await;
+    let status = job.status.borrow().clone();
+    let batch = status.history.batch(1).unwrap();
+    assert_eq!((batch.tasks, batch.attempts), (2, 3), "the failed task ran twice");
+    assert_eq!(status.history.failures.len(), 1);
+    assert_eq!(status.history.failures[0].kind, "transient");
+    assert!(status.waiting_for.is_none(), "nothing left to wait for: {:?}", status.waits);
+    beating.abort();
+}
