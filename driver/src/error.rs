@@ -17,7 +17,9 @@ pub enum DriverError {
     Kafka { brokers: String, message: String, kind: FailureKind },
     #[error("etcd key {key}: {source}")]
     Corrupt { key: String, source: ProtoError },
-    #[error("this driver is no longer the leader of job {job} (another driver took over)")]
+    #[error(
+        "this driver lost the leadership of job {job}: its lease ran out while etcd did not answer, or another driver took over"
+    )]
     LostLeadership { job: String },
     #[error("cannot listen on {what} {addr}: {source}")]
     Listen { what: &'static str, addr: std::net::SocketAddr, source: std::io::Error },

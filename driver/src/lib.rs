@@ -136,7 +136,11 @@ struct Running {
 }
 
 impl Running {
-    /// Connects to etcd, campaigns (a standby meanwhile), then runs the job as leader.
+    /// Connects to etcd, campaigns (a standby meanwhile), then runs the job as leader. A lost
+    /// leadership (the lease ran out while etcd did not answer, or another driver took over)
+    /// ends only the term: this term's batches stop where they are (the next leader replays
+    /// them) and the driver campaigns again. Only a stop, or a failure that waiting cannot mend,
+    /// ends it.
     async fn campaign_and_lead(
         self,
         grpc: TcpListener,
@@ -151,35 +155,72 @@ impl Running {
         .await?;
         let keys = JobKeys::new(&config.checkpoint.prefix, &config.job.name);
         let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
-        let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
-            election::campaign(&client, &endpoints, &keys, &self.me, lease_ttl, &self.status)
-        })
-        .await?;
-        leading.store(true, Ordering::SeqCst);
-        info!(generation = leadership.generation, driver = %self.me.driver_id,
-            address = %self.me.address, "Leading the job");
-        self.metrics.leader.set(1);
-        self.metrics.generation.set(leadership.generation as i64);
-        self.status.send_modify(|s| {
-            s.role = Role::Leader;
-            s.leader = None;
-            s.ready = false;
-            s.generation = leadership.generation;
-            s.done_waiting("leader");
-        });
-        let store = EtcdStore::new(
-            client.clone(),
-            endpoints,
-            keys,
-            config.job.name.clone(),
-            leadership.revision,
-        );
-        let result = self.run_as_leader(&leadership, store, grpc, stop).await;
-        self.metrics.leader.set(0);
-        if !matches!(result, Err(DriverError::LostLeadership { .. })) {
-            leadership.resign(&client).await;
+        let grpc_addr = grpc.local_addr().map_err(|source| DriverError::Listen {
+            what: "driver.grpc_listen",
+            addr: config.driver.grpc_listen,
+            source,
+        })?;
+        let mut grpc = Some(grpc);
+        loop {
+            let leadership = retry("campaigning for leadership in etcd", START_RETRY, || {
+                election::campaign(&client, &endpoints, &keys, &self.me, lease_ttl, &self.status)
+            })
+            .await?;
+            leading.store(true, Ordering::SeqCst);
+            info!(generation = leadership.generation, driver = %self.me.driver_id,
+                address = %self.me.address, "Leading the job");
+            self.metrics.leader.set(1);
+            self.metrics.generation.set(leadership.generation as i64);
+            self.status.send_modify(|s| {
+                s.role = Role::Leader;
+                s.leader = None;
+                s.ready = false;
+                s.generation = leadership.generation;
+                s.done_waiting("leader");
+            });
+            // The port of the first term is bound at start; a later term binds the same address
+            // again (the previous term's server closed it).
+            let listener = match grpc.take() {
+                Some(listener) => listener,
+                None => TcpListener::bind(grpc_addr).await.map_err(|source| {
+                    DriverError::Listen { what: "driver.grpc_listen", addr: grpc_addr, source }
+                })?,
+            };
+            let store = EtcdStore::new(
+                client.clone(),
+                endpoints.clone(),
+                keys.clone(),
+                config.job.name.clone(),
+                leadership.revision,
+            );
+            let result = self.run_as_leader(&leadership, store, listener, stop.clone()).await;
+            self.metrics.leader.set(0);
+            // Revoking the lease deletes the leader key at once, so the next leader need not
+            // wait for it to expire; after a lost lease it changes nothing. Bounded: etcd may be
+            // the reason the term ended.
+            let _ = tokio::time::timeout(RESIGN_LIMIT, leadership.resign(&client)).await;
+            match result {
+                Err(e @ DriverError::LostLeadership { .. }) if !stop.is_cancelled() => {
+                    warn!(error = %e, "Lost the leadership: this term's batches stop here and the \
+                        next leader replays them; campaigning again");
+                    leading.store(false, Ordering::SeqCst);
+                    self.status.send_modify(|s| {
+                        s.role = Role::Starting;
+                        s.ready = false;
+                        s.executors.clear();
+                        s.running_tasks.clear();
+                        s.wait("leader", "the leadership, lost: campaigning again", job::now_ms());
+                    });
+                }
+                Err(DriverError::LostLeadership { .. }) => {
+                    warn!(
+                        "Lost the leadership while stopping; the next leader replays what was in flight"
+                    );
+                    return Ok(());
+                }
+                other => return other,
+            }
         }
-        result
     }
 
     /// Everything a leading driver does: load the checkpoint, start the gRPC server, run the job
@@ -266,6 +307,9 @@ impl Listeners {
         Ok(Listeners { grpc, http })
     }
 }
+
+/// How long a driver whose term ended waits for etcd to revoke its lease.
+const RESIGN_LIMIT: Duration = Duration::from_secs(2);
 
 /// How long the servers get to finish open requests once the job is done. Executors' streams
 /// end as soon as the job loop lets go of them; a connection that stays open past this (a paused

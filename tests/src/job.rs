@@ -28,6 +28,9 @@ pub struct JobFixture {
     /// `driver.http_listen` in the configs written from now on: `off` (the default) or an
     /// address (for `weirctl`'s views of the executors).
     pub http_listen: String,
+    /// The etcd the job uses: the test services' (the default), or a test's own
+    /// ([`crate::etcd::PrivateEtcd`]) that it may stop and kill. Set it before writing the config.
+    pub etcd_endpoints: Vec<String>,
     pub config_path: PathBuf,
     pub supervisor: Supervisor,
 }
@@ -58,6 +61,7 @@ impl JobFixture {
             output,
             grpc_port: free_port(),
             http_listen: "off".to_owned(),
+            etcd_endpoints: services::ensure().etcd_endpoints.clone(),
             config_path,
             supervisor,
         };
@@ -81,6 +85,7 @@ impl JobFixture {
             sink,
             grpc_port: self.grpc_port,
             http_listen: &self.http_listen,
+            etcd: &self.etcd_endpoints,
             driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
             extra,
         };
@@ -108,8 +113,13 @@ impl JobFixture {
     }
 
     pub fn start_executor(&mut self, name: &str) -> u32 {
-        let command =
-            executor_command(&binaries::path("weir-executor"), &self.names.job, &self.prefix, name);
+        let command = executor_command_at(
+            &binaries::path("weir-executor"),
+            &self.etcd_endpoints,
+            &self.names.job,
+            &self.prefix,
+            name,
+        );
         self.supervisor.spawn(name, command)
     }
 
@@ -119,7 +129,7 @@ impl JobFixture {
 
     /// Every key of the job in etcd with its value, for comparing the state before and after.
     pub async fn etcd_keys(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut client = etcd::client().await;
+        let mut client = etcd::client_at(&self.etcd_endpoints).await;
         let options = etcd_client::GetOptions::new().with_prefix();
         let resp =
             client.get(self.keys().job_prefix(), Some(options)).await.expect("etcd get job keys");
@@ -148,7 +158,7 @@ impl JobFixture {
 
     /// This job's progress in etcd, over a connection of its own.
     pub async fn progress(&self) -> EtcdProgress {
-        EtcdProgress::connect(&self.prefix, &self.names.job).await
+        EtcdProgress::connect_to(&self.etcd_endpoints, &self.prefix, &self.names.job).await
     }
 
     /// The committed progress in etcd, if any.
@@ -158,7 +168,7 @@ impl JobFixture {
 
     /// Every batch record in etcd, committed or not, by id.
     pub async fn batch_records(&self) -> BTreeMap<u64, BatchPlan> {
-        let mut client = etcd::client().await;
+        let mut client = etcd::client_at(&self.etcd_endpoints).await;
         let options = etcd_client::GetOptions::new().with_prefix();
         let resp = client
             .get(self.keys().batches_prefix(), Some(options))
@@ -232,7 +242,12 @@ impl EtcdProgress {
 
     /// The progress of `job` under the etcd prefix `prefix` (`checkpoint.prefix`).
     pub async fn connect(prefix: &str, job: &str) -> Self {
-        Self { client: etcd::client().await, keys: JobKeys::new(prefix, job) }
+        Self::connect_to(&services::ensure().etcd_endpoints, prefix, job).await
+    }
+
+    /// The same, on the etcd at `endpoints`.
+    pub async fn connect_to(endpoints: &[String], prefix: &str, job: &str) -> Self {
+        Self { client: etcd::client_at(endpoints).await, keys: JobKeys::new(prefix, job) }
     }
 
     /// The committed progress, if any.
@@ -320,6 +335,8 @@ pub struct JobConfig<'a> {
     pub grpc_port: u16,
     /// `driver.http_listen`: `off` or an address.
     pub http_listen: &'a str,
+    /// `checkpoint.etcd`.
+    pub etcd: &'a [String],
     /// More `[driver]` lines.
     pub driver: &'a str,
     /// TOML appended at the end (e.g. a `[transform]`).
@@ -330,7 +347,7 @@ impl JobConfig<'_> {
     /// The TOML, with the services' addresses.
     pub fn text(&self) -> String {
         let s = services::ensure();
-        let etcd: Vec<String> = s.etcd_endpoints.iter().map(|e| format!("\"{e}\"")).collect();
+        let etcd: Vec<String> = self.etcd.iter().map(|e| format!("\"{e}\"")).collect();
         format!(
             r#"[job]
 name = "{job}"
@@ -372,8 +389,19 @@ http_listen = "{http_listen}"
 /// `weir-executor` (at `binary`) for `job` under the etcd prefix `prefix`, as executor `id` with
 /// two slots.
 pub fn executor_command(binary: &Path, job: &str, prefix: &str, id: &str) -> Command {
+    executor_command_at(binary, &services::ensure().etcd_endpoints, job, prefix, id)
+}
+
+/// [`executor_command`] for the etcd at `etcd`.
+pub fn executor_command_at(
+    binary: &Path,
+    etcd: &[String],
+    job: &str,
+    prefix: &str,
+    id: &str,
+) -> Command {
     let mut command = Command::new(binary);
-    let etcd = services::ensure().etcd_endpoints.join(",");
+    let etcd = etcd.join(",");
     command.args(["--job", job, "--prefix", prefix, "--etcd", &etcd, "--id", id, "--slots", "2"]);
     command
 }

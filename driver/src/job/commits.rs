@@ -42,7 +42,7 @@ impl JobLoop {
         next.last_committed_batch = Some(plan.id);
         let store = &self.io.store;
         let span = info_span!("commit", job = %self.config.job.name, batch = plan.id);
-        in_etcd(&self.status, "committing a batch in etcd", || store.commit_batch(&next))
+        in_etcd(self.etcd_wait(), "committing a batch in etcd", || store.commit_batch(&next))
             .instrument(span)
             .await?;
         if self.guarantee != Guarantee::ExactlyOnce {

@@ -163,8 +163,10 @@ impl JobLoop {
             );
         }
         let store = self.io.store.clone();
-        in_etcd(&self.status, "deleting a drain request in etcd", || store.forget_drain(executor))
-            .await
+        in_etcd(self.etcd_wait(), "deleting a drain request in etcd", || {
+            store.forget_drain(executor)
+        })
+        .await
     }
 
     /// Closes every executor's stream; each attaches again with a new session (and, under

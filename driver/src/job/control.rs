@@ -111,7 +111,7 @@ impl JobLoop {
         self.stop_confirm_tried = Some(self.control.revision);
         let store = self.io.store.clone();
         let seen = self.control.clone();
-        let confirmed = in_etcd(&self.status, "confirming the stop in etcd", || {
+        let confirmed = in_etcd(self.etcd_wait(), "confirming the stop in etcd", || {
             store.set_state(&seen, JobState::Stopped)
         })
         .await?;
@@ -129,7 +129,7 @@ impl JobLoop {
     async fn reload(&mut self) -> Result<(), DriverError> {
         let store = self.io.store.clone();
         let stored =
-            in_etcd(&self.status, "reading the job's checkpoint from etcd", || store.load())
+            in_etcd(self.etcd_wait(), "reading the job's checkpoint from etcd", || store.load())
                 .await?;
         info!(last_committed_batch = ?stored.offsets.as_ref().and_then(|o| o.last_committed_batch),
             replaying = stored.pending.len(), "Checkpoint read again");

@@ -67,7 +67,7 @@ impl JobLoop {
 
     async fn write_offsets_and_lanes(&self, what: &str) -> Result<(), DriverError> {
         let (store, committed, lanes) = (&self.io.store, &self.committed, &self.lanes);
-        in_etcd(&self.status, what, || store.write_offsets_and_lanes(committed, lanes)).await
+        in_etcd(self.etcd_wait(), what, || store.write_offsets_and_lanes(committed, lanes)).await
     }
 
     /// Exactly-once trusts the group's progress: a task whose range ends at or below it is

@@ -113,6 +113,8 @@ pub struct JobLoop {
     metrics: Arc<DriverMetrics>,
     /// How long each partition's oldest unplanned record has waited.
     lag_clock: LagClock,
+    /// Cancelled when this driver's leadership is lost; ends every wait for etcd at once.
+    leadership_lost: CancellationToken,
 }
 
 impl JobLoop {
@@ -151,6 +153,7 @@ impl JobLoop {
             stop_confirm_tried: None,
             metrics,
             lag_clock: LagClock::default(),
+            leadership_lost: CancellationToken::new(),
         };
         job.restore(stored);
         job
@@ -181,6 +184,7 @@ impl JobLoop {
         stop: CancellationToken,
         leadership_lost: CancellationToken,
     ) -> Result<(), DriverError> {
+        self.leadership_lost = leadership_lost.clone();
         tokio::select! {
             biased;
             _ = leadership_lost.cancelled() => return Err(self.lost_leadership()),
@@ -275,6 +279,12 @@ impl JobLoop {
         Ok(())
     }
 
+    /// What an etcd write of the loop needs to wait well: where to show the wait, and when to
+    /// stop waiting (the leadership is gone).
+    fn etcd_wait(&self) -> EtcdWait<'_> {
+        EtcdWait { status: &self.status, lost: &self.leadership_lost, job: &self.config.job.name }
+    }
+
     fn lost_leadership(&self) -> DriverError {
         DriverError::LostLeadership { job: self.config.job.name.clone() }
     }
@@ -324,18 +334,23 @@ impl JobLoop {
     }
 }
 
+struct EtcdWait<'a> {
+    status: &'a watch::Sender<Status>,
+    lost: &'a CancellationToken,
+    job: &'a str,
+}
+
 /// Runs one etcd operation of the loop until it succeeds (`ETCD_RETRY`: for ever; a lost
-/// leadership is not retried), showing `etcd` among what the job waits for while it fails.
-async fn in_etcd<T, F, Fut>(
-    status: &watch::Sender<Status>,
-    what: &str,
-    mut op: F,
-) -> Result<T, DriverError>
+/// leadership is not retried), showing `etcd` among what the job waits for while it fails. A
+/// leadership lost meanwhile (the lease expired while etcd did not answer) ends the wait at once:
+/// this driver must stop acting as the leader, not wait for etcd to tell it so.
+async fn in_etcd<T, F, Fut>(wait: EtcdWait<'_>, what: &str, mut op: F) -> Result<T, DriverError>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<T, DriverError>>,
 {
-    let result = retry(what, ETCD_RETRY, || {
+    let status = wait.status;
+    let retried = retry(what, ETCD_RETRY, || {
         let attempt = op();
         async move {
             let result = attempt.await;
@@ -347,8 +362,12 @@ where
             }
             result
         }
-    })
-    .await;
+    });
+    let result = tokio::select! {
+        biased;
+        _ = wait.lost.cancelled() => Err(DriverError::LostLeadership { job: wait.job.to_owned() }),
+        result = retried => result,
+    };
     status.send_if_modified(|s| {
         let waited = s.waits.contains_key("etcd");
         s.done_waiting("etcd");

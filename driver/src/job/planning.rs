@@ -82,7 +82,8 @@ impl JobLoop {
             return Ok(());
         };
         let store = &self.io.store;
-        in_etcd(&self.status, "recording a batch in etcd", || store.record_batch(&plan)).await?;
+        in_etcd(self.etcd_wait(), "recording a batch in etcd", || store.record_batch(&plan))
+            .await?;
         info!(
             batch = plan.id,
             tasks = plan.tasks.len(),

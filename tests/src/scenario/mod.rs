@@ -83,6 +83,12 @@ const UP_LIMIT: Duration = Duration::from_secs(30);
 /// Scenarios of one test process run one after another (see the module doc).
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// Holds the scenarios' lock: a fault test of its own (outside [`Scenario`]) runs alone too, so
+/// that its timings are not another scenario's load.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().await
+}
+
 /// `sink.guarantee` in the job config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Guarantee {

@@ -7,6 +7,7 @@
 //! its recovery times.
 
 mod chaos;
+mod etcd_outages;
 mod single;
 
 use weir_tests::scenario::Outcome;

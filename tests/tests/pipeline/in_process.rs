@@ -74,6 +74,7 @@ fn config(job: &JobFixture) -> Arc<weir_common::config::JobConfig> {
         sink: &sink,
         grpc_port: 0,
         http_listen: "off",
+        etcd: &job.etcd_endpoints,
         driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
         extra: "",
     }

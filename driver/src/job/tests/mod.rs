@@ -439,3 +439,22 @@ async fn the_status_says_what_the_job_waits_for_and_keeps_the_history_of_a_retri
     assert!(status.waiting_for.is_none(), "nothing left to wait for: {:?}", status.waits);
     beating.abort();
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_leadership_lost_while_etcd_does_not_answer_ends_the_term_at_once() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, mut commands) = job.attach("e1", 1);
+    let (task, _) = next_assign(&mut commands).await;
+    // etcd stops answering: the commit of batch 1 retries for ever...
+    job.store.fail_next_writes(u32::MAX);
+    job.succeed(conn, task);
+    let waiting = job.status.wait_for(|s| s.waits.contains_key("etcd"));
+    within(waiting, "etcd to be waited for").await.unwrap();
+    // ...until the lease runs out: the loop stops acting as the leader at once.
+    let lost_at = Instant::now();
+    job.lost.cancel();
+    let result = within(job.handle, "the loop to end").await.unwrap();
+    assert!(matches!(result, Err(DriverError::LostLeadership { .. })), "{result:?}");
+    assert_eq!(lost_at.elapsed(), Duration::ZERO, "not after the next retry");
+    assert_eq!(job.store.commits(), Vec::<u64>::new());
+}

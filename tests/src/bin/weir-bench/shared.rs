@@ -90,6 +90,7 @@ impl BenchJob {
             sink: &format!("type = \"kafka\"\ntopic = \"{output}\"\nguarantee = \"{guarantee}\""),
             grpc_port: free_port(),
             http_listen: &format!("127.0.0.1:{http_port}"),
+            etcd: &weir_tests::services::ensure().etcd_endpoints,
             driver: "",
             extra: "",
         }

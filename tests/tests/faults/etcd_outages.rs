@@ -1,0 +1,98 @@
+//! etcd going away under a running exactly-once job: frozen (`SIGSTOP`, a hung server that
+//! accepts connections and never answers) and killed then started again. The job runs against an
+//! etcd of its own, so the outages touch no other test. No Weir process may exit, output must
+//! resume soon after etcd returns, and the oracle must find every record once, in order.
+
+use std::time::{Duration, Instant};
+
+use weir_tests::etcd::PrivateEtcd;
+use weir_tests::job::JobFixture;
+use weir_tests::oracle::judge;
+use weir_tests::scenario::{one_at_a_time, read_kafka};
+use weir_tests::{kafka, supervisor::Supervisor};
+
+const FROZEN: Duration = Duration::from_secs(15);
+const KILLED: Duration = Duration::from_secs(30);
+/// After etcd returns: the driver's lease time (3 s) and a campaign, with room for a busy CI.
+const RESUME_LIMIT: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn etcd_frozen_then_killed_while_records_flow_stops_no_process_and_loses_nothing() {
+    let _alone = one_at_a_time().await;
+    let mut job = JobFixture::new("faults-etcd-outages", 4, "").await;
+    let etcd = PrivateEtcd::start(&mut job.supervisor, "etcd").await;
+    job.etcd_endpoints = etcd.endpoints();
+    let sink = format!(
+        "type = \"kafka\"\ntopic = \"{}\"\npartitioning = \"same-as-input\"\nguarantee = \"exactly-once\"",
+        job.output
+    );
+    job.write_config_with_sink(&format!("topics = [\"{}\"]", job.input), &sink, "");
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.start_executor("ex-2");
+    // 2,000 records a second for the whole run: both outages and the recoveries.
+    let input = job.input.clone();
+    let producer = tokio::spawn(async move {
+        let producer = kafka::test_producer();
+        let mut produced = Vec::new();
+        for chunk in 0..600u64 {
+            let ids = chunk * 200..(chunk + 1) * 200;
+            produced.extend(kafka::produce_with(&producer, &input, 4, ids).await);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        produced
+    });
+    job.supervisor.wait_for_log("driver", "Batch committed", Duration::from_secs(60)).await;
+
+    let mut table = vec![];
+    job.supervisor.pause("etcd");
+    tokio::time::sleep(FROZEN).await;
+    job.supervisor.resume("etcd");
+    table.push(("etcd frozen 15 s", output_resumes(&mut job).await));
+    job.supervisor.kill("etcd");
+    tokio::time::sleep(KILLED).await;
+    etcd.restart(&mut job.supervisor).await;
+    table.push(("etcd killed 30 s", output_resumes(&mut job).await));
+
+    let produced = producer.await.expect("the producer task");
+    let mut progress = job.progress().await;
+    let total = produced.len() as i64;
+    progress
+        .wait_committed(&job.input, total, Duration::from_secs(120), Some(&mut job.supervisor))
+        .await;
+    assert_still_running(&mut job.supervisor);
+    let driver_log = job.supervisor.log("driver");
+    assert!(driver_log.contains("Lost the leadership"), "the driver stepped down: {driver_log}");
+    let verdict = judge(&produced, &read_kafka(&job.output).await);
+    println!("\n| fault | output resumed after etcd returned |\n|---|---:|");
+    for (fault, took) in &table {
+        println!("| {fault} | {:.1} s |", took.as_secs_f64());
+    }
+    println!("{verdict:?}");
+    assert!(verdict.is_exactly_once(), "{verdict:?}");
+}
+
+/// How long after etcd's return the committed offsets move again; panics past
+/// [`RESUME_LIMIT`] or if a Weir process exited.
+async fn output_resumes(job: &mut JobFixture) -> Duration {
+    let back = Instant::now();
+    let mut progress = job.progress().await;
+    let at_return = progress.committed_records(&job.input.clone()).await;
+    loop {
+        assert_still_running(&mut job.supervisor);
+        if progress.committed_records(&job.input.clone()).await > at_return {
+            return back.elapsed();
+        }
+        assert!(back.elapsed() < RESUME_LIMIT, "no commit {RESUME_LIMIT:?} after etcd returned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn assert_still_running(supervisor: &mut Supervisor) {
+    if let Some((name, status)) = supervisor.exited() {
+        panic!(
+            "{name} exited ({status}) during an etcd outage; its log:\n{}",
+            supervisor.log(&name)
+        );
+    }
+}
