@@ -13,6 +13,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
+use tonic::Streaming;
 use tracing::{info, warn};
 use weir_common::OffsetRange;
 use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId};
@@ -43,6 +44,8 @@ pub struct ExecutorOptions {
 /// Used until the driver's config says otherwise.
 const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long connecting to a driver, attaching and its welcome may take together.
+const ATTACH_DEADLINE: Duration = Duration::from_secs(10);
 /// How long a leaving executor with nothing left to run waits for the driver to let it go.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -162,31 +165,24 @@ impl Attacher {
 
     /// One connection to one driver, until it ends.
     pub async fn session(&mut self, url: &str, stop: &CancellationToken) -> SessionEnd {
+        // Connecting, attaching and the welcome have one deadline, and a stop ends the wait: a
+        // driver that accepts connections but never answers (paused, or not a Weir driver) must
+        // neither hold the executor nor keep SIGTERM from ending it.
+        let opened = tokio::select! {
+            opened = tokio::time::timeout(ATTACH_DEADLINE, self.open(url)) => opened,
+            _ = stop.cancelled() => return SessionEnd::Stopped,
+        };
         let lost =
             |what: &str, e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{what} {url}: {e}"));
-        let mut client = match DriverClient::connect(url.to_owned()).await {
-            Ok(c) => c,
-            Err(e) => return lost("cannot connect to the driver at", &e),
-        };
-        let (outbox, rx) = mpsc::channel::<pb::ExecutorMessage>(1024);
-        let hello = pb::Hello {
-            protocol_version: PROTOCOL_VERSION,
-            executor_id: self.options.id.clone(),
-            slots: self.options.slots,
-            address: self.options.address.clone(),
-            seen_generation: self.generations.seen,
-        };
-        let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
-        let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
-            Ok(r) => r.into_inner(),
-            Err(status) => return lost("the driver refused the attach at", &status),
-        };
-        let (generation, welcome) = match inbound.message().await {
-            Ok(Some(pb::DriverMessage { generation, kind: Some(Kind::Welcome(w)) })) => {
-                (generation, w)
+        let (outbox, mut inbound, generation, welcome) = match opened {
+            Ok(Ok(opened)) => opened,
+            Ok(Err(end)) => return end,
+            Err(_) => {
+                return SessionEnd::Lost(format!(
+                    "the driver at {url} did not welcome this executor within {ATTACH_DEADLINE:?} \
+                     (a paused driver, or not a Weir driver)"
+                ));
             }
-            Ok(_) => return SessionEnd::Lost(format!("the driver at {url} sent no welcome")),
-            Err(status) => return lost("the stream broke at", &status),
         };
         if let Err(refused) = self.generations.accept(generation) {
             return SessionEnd::Lost(refused);
@@ -317,6 +313,42 @@ impl Attacher {
         }
         self.sample(&HashMap::new(), &context);
         end
+    }
+
+    /// Connects, sends the hello, and waits for the welcome.
+    async fn open(
+        &self,
+        url: &str,
+    ) -> Result<
+        (mpsc::Sender<pb::ExecutorMessage>, Streaming<pb::DriverMessage>, u64, pb::Welcome),
+        SessionEnd,
+    > {
+        let lost =
+            |what: &str, e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{what} {url}: {e}"));
+        let mut client = match DriverClient::connect(url.to_owned()).await {
+            Ok(c) => c,
+            Err(e) => return Err(lost("cannot connect to the driver at", &e)),
+        };
+        let (outbox, rx) = mpsc::channel::<pb::ExecutorMessage>(1024);
+        let hello = pb::Hello {
+            protocol_version: PROTOCOL_VERSION,
+            executor_id: self.options.id.clone(),
+            slots: self.options.slots,
+            address: self.options.address.clone(),
+            seen_generation: self.generations.seen,
+        };
+        let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
+        let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
+            Ok(r) => r.into_inner(),
+            Err(status) => return Err(lost("the driver refused the attach at", &status)),
+        };
+        match inbound.message().await {
+            Ok(Some(pb::DriverMessage { generation, kind: Some(Kind::Welcome(w)) })) => {
+                Ok((outbox, inbound, generation, w))
+            }
+            Ok(_) => Err(SessionEnd::Lost(format!("the driver at {url} sent no welcome"))),
+            Err(status) => Err(lost("the stream broke at", &status)),
+        }
     }
 
     fn context_for(&mut self, config_toml: &str) -> Result<Arc<JobContext>, TaskError> {

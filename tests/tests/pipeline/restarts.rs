@@ -181,3 +181,42 @@ async fn a_paused_driver_is_replaced_and_cannot_write_when_it_resumes() {
     let counts = id_counts(&kafka::read_committed(&job.output).await);
     assert_eq!(counts.len(), 8_000, "every record arrived");
 }
+
+/// A "driver" that accepts connections and never answers (a paused driver, a wrong port): the
+/// executor gives up on it after its attach deadline and looks again, and SIGTERM ends it at once,
+/// also in the middle of the wait.
+#[tokio::test]
+async fn an_executor_never_hangs_on_a_driver_that_does_not_answer() {
+    let mut job = JobFixture::new("pipeline-silent-driver", 1, "").await;
+    // Never accepted: the kernel completes the handshake, and nothing ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let url = format!("http://{}", silent.local_addr().unwrap());
+    let executor = |name: &str| {
+        let binary = weir_tests::binaries::path("weir-executor");
+        let mut command =
+            weir_tests::job::executor_command(&binary, &job.names.job, &job.prefix, name);
+        command.args(["--driver", &url]);
+        command
+    };
+    let (first, second) = (executor("ex-1"), executor("ex-2"));
+    job.supervisor.spawn("ex-1", first);
+    job.supervisor
+        .wait_for_log("ex-1", "did not welcome this executor within", Duration::from_secs(30))
+        .await;
+    let asked = std::time::Instant::now();
+    let status = job.supervisor.terminate("ex-1", Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert!(asked.elapsed() < Duration::from_secs(3), "SIGTERM took {:?}", asked.elapsed());
+
+    job.supervisor.spawn("ex-2", second);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let asked = std::time::Instant::now();
+    let status = job.supervisor.terminate("ex-2", Duration::from_secs(10)).await;
+    assert!(status.success(), "{status}");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "SIGTERM mid-wait took {:?}",
+        asked.elapsed()
+    );
+    drop(silent);
+}
