@@ -90,7 +90,16 @@ pub enum AttachRefused {
     Replaced { this: u64, newer: u64 },
     #[error("the driver is stopping")]
     Stopping,
+    #[error(
+        "executor id {executor} is already attached from another running process (at {address}); give each executor its own --id"
+    )]
+    DuplicateId { executor: String, address: String, executor_timeout_ms: u64 },
 }
+
+/// The gRPC metadata key that carries the driver's `executor_timeout` with a duplicate-id
+/// refusal: an executor refused for longer than that is a true duplicate, not the restart of a
+/// process the driver has not yet noticed is gone.
+pub const EXECUTOR_TIMEOUT_HEADER: &str = "weir-executor-timeout-ms";
 
 impl From<AttachRefused> for tonic::Status {
     fn from(refused: AttachRefused) -> Self {
@@ -104,6 +113,13 @@ impl From<AttachRefused> for tonic::Status {
                 tonic::Status::failed_precondition(message)
             }
             AttachRefused::Stopping => tonic::Status::unavailable(message),
+            AttachRefused::DuplicateId { executor_timeout_ms, .. } => {
+                let mut status = tonic::Status::already_exists(message);
+                if let Ok(value) = executor_timeout_ms.to_string().parse() {
+                    status.metadata_mut().insert(EXECUTOR_TIMEOUT_HEADER, value);
+                }
+                status
+            }
         }
     }
 }

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::{Stream, StreamExt};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use tokio_stream::wrappers::UnboundedReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 use weir_common::failure::FailureKind;
@@ -20,6 +20,10 @@ use weir_proto::v1::executor_message::Kind;
 
 use crate::error::AttachRefused;
 use crate::job::{Command, Event, ExecutorEvent, now_ms};
+
+/// How long an attach waits for the job loop's answer (the loop is busy at most one etcd write;
+/// a stopping loop never answers).
+const VERDICT_LIMIT: Duration = Duration::from_secs(10);
 
 /// What every connection is told first.
 pub struct Session {
@@ -93,16 +97,24 @@ impl Driver for DriverService {
         }
         let (commands, commands_rx) = mpsc::unbounded_channel();
         let conn = self.next_conn.fetch_add(1, Ordering::Relaxed);
+        let (verdict, verdict_rx) = oneshot::channel();
         let attached = Event::Attached {
             conn,
             executor: hello.executor_id,
             slots: hello.slots,
             address: hello.address,
+            instance: hello.instance,
             outbox: commands,
+            verdict,
         };
         // The job loop holds the only sender of commands: dropping it ends the stream.
         if self.events.send(attached).is_err() {
             return Err(AttachRefused::Stopping.into());
+        }
+        match tokio::time::timeout(VERDICT_LIMIT, verdict_rx).await {
+            Ok(Ok(Ok(()))) => {}
+            Ok(Ok(Err(refused))) => return Err(refused.into()),
+            Ok(Err(_)) | Err(_) => return Err(AttachRefused::Stopping.into()),
         }
         let (outbound, rx) = mpsc::unbounded_channel();
         tokio::spawn(send_to_executor(self.session.clone(), commands_rx, outbound));

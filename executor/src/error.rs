@@ -45,6 +45,9 @@ pub enum ExecutorError {
     Etcd { endpoints: String, source: etcd_client::Error },
     #[error("no driver leads job {job} yet (etcd key {key} is empty)")]
     NoLeader { job: String, key: String },
+    /// Another running executor process has this one's id; the driver kept refusing it.
+    #[error("{0}")]
+    DuplicateId(String),
 }
 
 impl Retryable for ExecutorError {

@@ -91,12 +91,18 @@ pub async fn run_with_http(
     .await
 }
 
+/// How much longer than the driver's `executor_timeout` a refused executor keeps trying before
+/// it concludes that another live process has its id.
+const DUPLICATE_GRACE: Duration = Duration::from_secs(2);
+
 /// The attach loop: one driver session after another until `stop`.
 async fn attach_until_stopped(
     mut attacher: Attacher,
     stop: &CancellationToken,
 ) -> Result<(), ExecutorError> {
     let mut attempt = 0;
+    // Since when the driver refuses this executor's id (another process has it).
+    let mut refused_since: Option<tokio::time::Instant> = None;
     loop {
         let found = tokio::select! {
             found = attacher.find_driver() => found,
@@ -106,8 +112,25 @@ async fn attach_until_stopped(
             Ok(url) => attacher.session(&url, stop).await,
             Err(e) => SessionEnd::Lost(e.to_string()),
         };
+        if !matches!(end, SessionEnd::DuplicateId { .. }) {
+            refused_since = None;
+        }
         match end {
             SessionEnd::Stopped => return Ok(()),
+            SessionEnd::DuplicateId { message, retry_for } => {
+                // A process that died moments ago may still hold the id until the driver
+                // notices (its executor_timeout); a refusal that outlasts that is a duplicate.
+                let since = *refused_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() > retry_for + DUPLICATE_GRACE {
+                    return Err(ExecutorError::DuplicateId(message));
+                }
+                attacher.set_readiness(Readiness::Detached { reason: message.clone() });
+                tracing::warn!(%message, "Refused; trying again until the driver's executor_timeout has passed");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                    _ = stop.cancelled() => return Ok(()),
+                }
+            }
             SessionEnd::Lost(reason) => {
                 attacher.set_readiness(Readiness::Detached { reason: reason.clone() });
                 attempt += 1;

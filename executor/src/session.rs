@@ -46,6 +46,8 @@ const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 const DEFAULT_DRIVER_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long connecting to a driver, attaching and its welcome may take together.
 const ATTACH_DEADLINE: Duration = Duration::from_secs(10);
+/// How long a stop waits for an attach under way to complete.
+const STOP_GRACE: Duration = Duration::from_secs(1);
 /// How long a leaving executor with nothing left to run waits for the driver to let it go.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -61,6 +63,9 @@ pub enum SessionEnd {
     Stopped,
     /// The driver went away (or was replaced); find the leader again.
     Lost(String),
+    /// The driver refused this executor: another running process has its id. `retry_for` is
+    /// how long a process the driver has not yet noticed is dead could still hold the id.
+    DuplicateId { message: String, retry_for: Duration },
 }
 
 /// Executor state that outlives one driver connection.
@@ -72,6 +77,9 @@ pub struct Attacher {
     context: Option<Arc<JobContext>>,
     metrics: Arc<ExecutorMetrics>,
     readiness: watch::Sender<Readiness>,
+    /// A random number for this process, sent in every hello: the driver tells two processes
+    /// with one id apart.
+    instance: u64,
 }
 
 /// The newest driver generation this executor has seen; messages of an older one are refused
@@ -110,6 +118,7 @@ impl Attacher {
             context: None,
             metrics,
             readiness,
+            instance: process_instance(),
         }
     }
 
@@ -168,9 +177,19 @@ impl Attacher {
         // Connecting, attaching and the welcome have one deadline, and a stop ends the wait: a
         // driver that accepts connections but never answers (paused, or not a Weir driver) must
         // neither hold the executor nor keep SIGTERM from ending it.
-        let opened = tokio::select! {
-            opened = tokio::time::timeout(ATTACH_DEADLINE, self.open(url)) => opened,
-            _ = stop.cancelled() => return SessionEnd::Stopped,
+        let opened = {
+            let open = tokio::time::timeout(ATTACH_DEADLINE, self.open(url));
+            tokio::pin!(open);
+            tokio::select! {
+                opened = &mut open => opened,
+                // A driver that answers completes the attach (it may have assigned tasks at
+                // once; they are finished as the executor leaves); one that does not is given
+                // up after a moment.
+                _ = stop.cancelled() => match tokio::time::timeout(STOP_GRACE, &mut open).await {
+                    Ok(opened) => opened,
+                    Err(_) => return SessionEnd::Stopped,
+                },
+            }
         };
         let lost =
             |what: &str, e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{what} {url}: {e}"));
@@ -336,10 +355,21 @@ impl Attacher {
             slots: self.options.slots,
             address: self.options.address.clone(),
             seen_generation: self.generations.seen,
+            instance: self.instance,
         };
         let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
         let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
             Ok(r) => r.into_inner(),
+            Err(status) if status.code() == tonic::Code::AlreadyExists => {
+                let retry_for = status
+                    .metadata()
+                    .get(EXECUTOR_TIMEOUT_HEADER)
+                    .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+                    .map_or(DEFAULT_DRIVER_TIMEOUT, Duration::from_millis);
+                let message =
+                    format!("the driver at {url} refused this executor: {}", status.message());
+                return Err(SessionEnd::DuplicateId { message, retry_for });
+            }
             Err(status) => return Err(lost("the driver refused the attach at", &status)),
         };
         match inbound.message().await {
@@ -364,6 +394,19 @@ impl Attacher {
         }
         built
     }
+}
+
+/// The gRPC metadata key with the driver's `executor_timeout` on a duplicate-id refusal (the
+/// driver's `error.rs` sets it).
+const EXECUTOR_TIMEOUT_HEADER: &str = "weir-executor-timeout-ms";
+
+/// A number no other executor process picks: the time and the process id, hashed with a random
+/// key.
+fn process_instance() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    RandomState::new().hash_one((now.as_nanos(), std::process::id())).max(1)
 }
 
 fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {

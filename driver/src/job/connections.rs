@@ -13,12 +13,13 @@ use tracing::{debug, info, warn};
 use weir_common::config::Guarantee;
 
 use super::{Command, ConnectionId, Event, ExecutorEvent, JobLoop, in_etcd, now_ms};
-use crate::error::DriverError;
+use crate::error::{AttachRefused, DriverError};
 use crate::scheduler::Assignment;
 
 struct Connection {
     executor: String,
     address: String,
+    instance: u64,
     outbox: mpsc::UnboundedSender<Command>,
 }
 
@@ -49,13 +50,29 @@ impl JobLoop {
     pub(super) fn on_event(&mut self, event: Event) -> Result<(), DriverError> {
         let now = Instant::now();
         match event {
-            Event::Attached { conn, executor, slots, address, outbox } => {
+            Event::Attached { conn, executor, slots, address, instance, outbox, verdict } => {
                 if let Some(old) = self.connections.of(&executor) {
+                    let other = &self.connections.0[&old];
+                    let timeout = self.config.driver.executor_timeout;
+                    let alive = !self.scheduler.silent_executors(now, timeout).contains(&executor);
+                    if instance != 0 && other.instance != 0 && other.instance != instance && alive {
+                        warn!(executor = %executor, address = %address, attached_from = %other.address,
+                            "Refused an executor: another running process has its id");
+                        let _ = verdict.send(Err(AttachRefused::DuplicateId {
+                            executor,
+                            address: other.address.clone(),
+                            executor_timeout_ms: timeout.as_millis() as u64,
+                        }));
+                        return Ok(());
+                    }
                     self.drop_connection(old, "it attached again");
+                }
+                if verdict.send(Ok(())).is_err() {
+                    return Ok(()); // The attach gave up waiting; its stream is gone.
                 }
                 info!(executor = %executor, slots, address = %address, "Executor attached");
                 self.scheduler.add_executor(executor.clone(), slots, now);
-                self.connections.0.insert(conn, Connection { executor, address, outbox });
+                self.connections.0.insert(conn, Connection { executor, address, instance, outbox });
             }
             Event::Detached { conn, reason } => self.drop_connection(conn, &reason),
             Event::Message { conn, event } => {

@@ -2,7 +2,7 @@
 //! in, and the commands the loop sends out. `service.rs` owns every conversion to and from
 //! `weir.v1`; the loop never sees a protobuf message.
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 use weir_common::OffsetRange;
 use weir_common::failure::FailureKind;
 use weir_common::protocol::{TaskId, TaskMetrics};
@@ -27,8 +27,13 @@ pub enum Event {
         executor: String,
         slots: u32,
         address: String,
+        /// The executor process's random number (0: unknown), to tell two processes with one id
+        /// apart.
+        instance: u64,
         /// Commands for this executor. Dropping the last sender ends its stream.
         outbox: mpsc::UnboundedSender<Command>,
+        /// The loop's answer: attached, or refused (a second process with a live one's id).
+        verdict: oneshot::Sender<Result<(), crate::error::AttachRefused>>,
     },
     Message {
         conn: ConnectionId,

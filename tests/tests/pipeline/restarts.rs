@@ -220,3 +220,32 @@ async fn an_executor_never_hangs_on_a_driver_that_does_not_answer() {
     );
     drop(silent);
 }
+
+/// A second executor started with a running one's `--id` is refused and exits non-zero naming
+/// the clash, once the driver's `executor_timeout` has passed (so a restart right after a crash
+/// is not mistaken for it); the first one keeps its lanes and the job goes on.
+#[tokio::test]
+async fn a_second_executor_with_a_running_ones_id_exits_naming_the_clash() {
+    let mut job = JobFixture::new("pipeline-duplicate-id", 2, "").await;
+    let input = job.input.clone();
+    kafka::produce_ids(&input, 2, 1_000).await;
+    job.start_driver();
+    job.start_executor("ex-1");
+    job.wait_committed(&input, 1_000, Duration::from_secs(60)).await;
+
+    let binary = weir_tests::binaries::path("weir-executor");
+    let twin = weir_tests::job::executor_command(&binary, &job.names.job, &job.prefix, "ex-1");
+    job.supervisor.spawn("twin", twin);
+    let status = job.supervisor.wait_exit("twin", Duration::from_secs(60)).await.expect("it exits");
+    assert!(!status.success(), "{status}");
+    let log = job.supervisor.log("twin");
+    assert!(
+        log.contains("executor id ex-1 is already attached from another running process"),
+        "{log}"
+    );
+    assert!(job.supervisor.is_running("ex-1"), "the first one is untouched");
+    kafka::produce_range(&input, 2, 1_000..2_000).await;
+    job.wait_committed(&input, 2_000, Duration::from_secs(60)).await;
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 2_000, "every record arrived");
+}

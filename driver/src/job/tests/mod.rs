@@ -47,6 +47,8 @@ fn range(partition: i32, from: i64, until: i64) -> OffsetRange {
     OffsetRange::new(tp(partition), from, until).unwrap()
 }
 
+type Verdict = tokio::sync::oneshot::Receiver<Result<(), crate::error::AttachRefused>>;
+
 /// A running job loop and the handles a test drives it with.
 struct Job {
     store: Arc<MemoryStore>,
@@ -57,6 +59,8 @@ struct Job {
     lost: CancellationToken,
     handle: JoinHandle<Result<(), DriverError>>,
     next_conn: u64,
+    /// The loop's answers to the attaches (kept open, as the gRPC service keeps them).
+    verdicts: Vec<Verdict>,
 }
 
 impl Job {
@@ -95,18 +99,50 @@ impl Job {
         let (events, events_rx) = mpsc::unbounded_channel();
         let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
         let handle = tokio::spawn(job.run(events_rx, stop.clone(), lost.clone()));
-        Job { store, source, events, status, stop, lost, handle, next_conn: 1 }
+        Job {
+            store,
+            source,
+            events,
+            status,
+            stop,
+            lost,
+            handle,
+            next_conn: 1,
+            verdicts: Vec::new(),
+        }
     }
 
     /// Attaches an executor; returns its connection id and the commands it receives.
     fn attach(&mut self, executor: &str, slots: u32) -> (u64, mpsc::UnboundedReceiver<Command>) {
+        let (conn, commands, verdict) = self.attach_process(executor, slots, 0);
+        self.verdicts.push(verdict);
+        (conn, commands)
+    }
+
+    /// Attaches an executor process (`instance`, as its hello says); returns also the loop's
+    /// answer.
+    fn attach_process(
+        &mut self,
+        executor: &str,
+        slots: u32,
+        instance: u64,
+    ) -> (u64, mpsc::UnboundedReceiver<Command>, Verdict) {
         let (outbox, commands) = mpsc::unbounded_channel();
         let conn = self.next_conn;
         self.next_conn += 1;
+        let (verdict, answer) = tokio::sync::oneshot::channel();
         let executor = executor.to_owned();
-        let attached = Event::Attached { conn, executor, slots, address: "test".into(), outbox };
+        let attached = Event::Attached {
+            conn,
+            executor,
+            slots,
+            address: format!("host-{instance}"),
+            instance,
+            outbox,
+            verdict,
+        };
         self.events.send(attached).unwrap();
-        (conn, commands)
+        (conn, commands, answer)
     }
 
     fn report(&self, conn: u64, event: ExecutorEvent) {
@@ -457,4 +493,26 @@ async fn a_leadership_lost_while_etcd_does_not_answer_ends_the_term_at_once() {
     assert!(matches!(result, Err(DriverError::LostLeadership { .. })), "{result:?}");
     assert_eq!(lost_at.elapsed(), Duration::ZERO, "not after the next retry");
     assert_eq!(job.store.commits(), Vec::<u64>::new());
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_second_process_with_a_live_executors_id_is_refused_and_a_restart_is_not() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (conn, _commands, verdict) = job.attach_process("e1", 1, 111);
+    assert_eq!(within(verdict, "the first verdict").await.unwrap(), Ok(()));
+    let beating = keep_beating(job.events.clone(), conn);
+    let (_, _, verdict) = job.attach_process("e1", 1, 222);
+    let refused = within(verdict, "the second verdict").await.unwrap().unwrap_err();
+    assert!(
+        refused.to_string().contains("already attached from another running process (at host-111)"),
+        "{refused}"
+    );
+    // The same process attaching again (a broken stream) is welcome.
+    let (_, _, verdict) = job.attach_process("e1", 1, 111);
+    assert_eq!(within(verdict, "the reattach").await.unwrap(), Ok(()));
+    // Once the first process falls silent past executor_timeout (it died), its id is free.
+    beating.abort();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let (_, _, verdict) = job.attach_process("e1", 1, 222);
+    assert_eq!(within(verdict, "the restart's verdict").await.unwrap(), Ok(()));
 }
