@@ -64,7 +64,15 @@ pub fn spawn_task(
     let span = info_span!("task", batch = id.batch, lane = id.lane, attempt = id.attempt);
     tokio::task::spawn_blocking(move || {
         let _entered = span.enter();
-        let result = run_task(&ctx, id, &ranges, &task_control);
+        // A panic anywhere in the task (a sink, a library) fails the task with its message
+        // instead of losing it: a lost task would stall its batch for ever.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_task(&ctx, id, &ranges, &task_control)
+        }));
+        let result = run.unwrap_or_else(|panic| {
+            let message = weir_common::failure::panic_message(panic.as_ref());
+            Err(TaskError::data(format!("the task panicked: {message}")))
+        });
         match &result {
             Ok(m) => debug!(
                 records_in = m.records_in,

@@ -91,12 +91,24 @@ impl Pipeline {
                     }
                     edit.apply_to(current.get_or_insert_with(|| record.clone()));
                 }
-                Stage::User { transform, .. } => {
+                Stage::User { transform, name } => {
                     let input = current.take().unwrap_or_else(|| record.clone());
-                    match transform.apply(input) {
-                        Ok(Some(output)) => current = Some(output),
-                        Ok(None) => return Outcome::Filtered,
-                        Err(reason) => return Outcome::Rejected { record, reason },
+                    // A user's transform that panics rejects the record (on_record_error decides
+                    // what follows) instead of taking the task's thread down with it.
+                    let applied = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        transform.apply(input)
+                    }));
+                    match applied {
+                        Ok(Ok(Some(output))) => current = Some(output),
+                        Ok(Ok(None)) => return Outcome::Filtered,
+                        Ok(Err(reason)) => return Outcome::Rejected { record, reason },
+                        Err(panic) => {
+                            let reason = format!(
+                                "transform {name:?} panicked: {}",
+                                crate::failure::panic_message(panic.as_ref())
+                            );
+                            return Outcome::Rejected { record, reason };
+                        }
                     }
                 }
             }
@@ -190,10 +202,34 @@ mod tests {
         }
     }
 
+    /// Panics on a payload that asks for it, as a buggy user transform would.
+    struct Fragile;
+    impl Transform for Fragile {
+        fn apply<'a>(&self, record: Record<'a>) -> Result<Option<Record<'a>>, String> {
+            if record.payload.as_deref() == Some(b"panic") {
+                panic!("cannot handle {:?}", "panic");
+            }
+            Ok(Some(record))
+        }
+    }
+
     fn registry() -> TransformRegistry {
         let mut registry = TransformRegistry::new();
         registry.register("upper", Upper);
+        registry.register("fragile", Fragile);
         registry
+    }
+
+    #[test]
+    fn a_panicking_user_transform_rejects_the_record_with_the_panic_message() {
+        let steps = r#"steps = [{ type = "user", name = "fragile" }]"#;
+        let pipeline = Pipeline::build(&config(steps), &registry()).unwrap();
+        let Outcome::Rejected { record: original, reason } = pipeline.apply(record("panic")) else {
+            panic!("a panic rejects the record");
+        };
+        assert_eq!(original, record("panic"), "the record as it came in");
+        assert_eq!(reason, r#"transform "fragile" panicked: cannot handle "panic""#);
+        assert_eq!(emitted(pipeline.apply(record("fine"))), record("fine"), "the next one passes");
     }
 
     #[test]
@@ -362,7 +398,7 @@ mod tests {
         let error = Pipeline::build(&config(steps), &registry).unwrap_err();
         assert_eq!(
             error.to_string(),
-            r#"transform.steps[2] (user): no transform registered as "lower"; registered: "trim", "upper""#
+            r#"transform.steps[2] (user): no transform registered as "lower"; registered: "fragile", "trim", "upper""#
         );
     }
 
