@@ -241,7 +241,7 @@ impl DriverMetrics {
         for reason in WAIT_REASONS {
             m.waiting.get_or_create(&ReasonLabel { reason: reason.to_owned() }).set(0);
         }
-        for kind in ["transient", "config", "data"] {
+        for kind in ["transient", "config", "data", "stalled"] {
             drop(m.task_failures.get_or_create(&KindLabel { kind: kind.to_owned() }));
         }
         DriverMetrics { registry, ..m }

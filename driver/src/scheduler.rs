@@ -42,6 +42,8 @@ struct Executor {
     /// Lanes given to this executor since it attached (its first lanes, and lanes moved from
     /// another executor).
     lanes_taken: u64,
+    /// Lanes whose task stalled here: given to another executor while there is one.
+    stalled_lanes: BTreeSet<LaneId>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,6 +53,10 @@ enum TaskState {
     },
     Running {
         executor: ExecutorId,
+        /// The records read as last reported, and when that number last grew (or the task
+        /// started): a task whose number stops growing has stalled.
+        records_in: u64,
+        progressed_at: Instant,
     },
     Done,
     /// At-most-once: failed or lost, not run again.
@@ -159,6 +165,7 @@ impl Scheduler {
             leaving: false,
             last_seen: now,
             lanes_taken: 0,
+            stalled_lanes: BTreeSet::new(),
         };
         self.executors.insert(id, executor);
     }
@@ -341,7 +348,11 @@ impl Scheduler {
                 batch.first_dispatch.get_or_insert(now);
                 let task = batch.tasks.get_mut(&lane).expect("task");
                 let id = TaskId { batch: batch_id, lane, attempt: task.attempt };
-                task.state = TaskState::Running { executor: owner.clone() };
+                task.state = TaskState::Running {
+                    executor: owner.clone(),
+                    records_in: 0,
+                    progressed_at: now,
+                };
                 executor.running.insert(id);
                 assignments.push(Assignment {
                     executor: owner,
@@ -409,12 +420,14 @@ impl Scheduler {
     /// only for a lane with no running task, so a move never splits a lane's work.
     fn owner_for(&mut self, lane: LaneId) -> Option<ExecutorId> {
         let load = |s: &Self, id: &str| s.owners.values().filter(|o| *o == id).count();
+        // Executors where this lane's task stalled come last.
         let least_loaded = self
             .executors
             .iter()
             .filter(|(_, e)| !e.leaving)
-            .map(|(id, _)| (load(self, id), id.clone()))
-            .min()?;
+            .map(|(id, e)| (e.stalled_lanes.contains(&lane), load(self, id), id.clone()))
+            .min()
+            .map(|(_, load, id)| (load, id))?;
         match self.owners.get(&lane) {
             Some(owner) if load(self, owner) <= least_loaded.0 + 1 => Some(owner.clone()),
             _ => {
@@ -430,8 +443,55 @@ impl Scheduler {
     fn is_current(&self, executor: &str, id: &TaskId) -> bool {
         self.batches.get(&id.batch).and_then(|b| b.tasks.get(&id.lane)).is_some_and(|t| {
             t.attempt == id.attempt
-                && matches!(&t.state, TaskState::Running { executor: e } if e == executor)
+                && matches!(&t.state, TaskState::Running { executor: e, .. } if e == executor)
         })
+    }
+
+    /// A running task's progress, as its executor reports with each heartbeat.
+    pub fn task_progress(&mut self, executor: &str, id: TaskId, records: u64, now: Instant) {
+        if !self.is_current(executor, &id) {
+            return;
+        }
+        if let Some(TaskState::Running { records_in, progressed_at, .. }) =
+            self.task_mut(&id).map(|t| &mut t.state)
+            && records > *records_in
+        {
+            *records_in = records;
+            *progressed_at = now;
+        }
+    }
+
+    /// Running tasks that read no new record for `limit`.
+    pub fn stalled_tasks(&self, now: Instant, limit: Duration) -> Vec<(ExecutorId, TaskId)> {
+        let mut stalled = Vec::new();
+        for (&batch, b) in &self.batches {
+            for (&lane, t) in &b.tasks {
+                if let TaskState::Running { executor, progressed_at, .. } = &t.state
+                    && now.duration_since(*progressed_at) > limit
+                {
+                    stalled.push((executor.clone(), TaskId { batch, lane, attempt: t.attempt }));
+                }
+            }
+        }
+        stalled
+    }
+
+    /// A stalled task: a failed attempt (transient, so it runs again while attempts are left),
+    /// and its lane goes to another executor, since this one may stay stuck in it.
+    pub fn task_stalled(
+        &mut self,
+        executor: &str,
+        id: TaskId,
+        message: &str,
+        now: Instant,
+    ) -> Result<bool, JobFailure> {
+        if let Some(e) = self.executors.get_mut(executor) {
+            e.stalled_lanes.insert(id.lane);
+        }
+        if self.owners.get(&id.lane).is_some_and(|o| o == executor) {
+            self.owners.remove(&id.lane);
+        }
+        self.task_failed(executor, id, FailureKind::Transient, message, now)
     }
 
     fn release(&mut self, executor: &str, id: &TaskId) {

@@ -254,6 +254,11 @@ pub struct DriverSection {
     /// The first retry's delay; it doubles on each retry, capped at 30s.
     #[serde(with = "super::duration")]
     pub task_retry_backoff: Duration,
+    /// A running task whose executor reports no new record read for this long (a transform or
+    /// a sink that hangs) is cancelled and run again on another executor; it counts as a failed
+    /// attempt.
+    #[serde(with = "super::duration")]
+    pub task_stall_timeout: Duration,
     /// How many of the latest batches the status page and `/api/status` keep.
     pub status_history: usize,
     /// Whether `/metrics` has a lag series per partition (off for jobs with many partitions).
@@ -277,6 +282,7 @@ impl Default for DriverSection {
             heartbeat_interval: Duration::from_secs(1),
             max_task_attempts: 4,
             task_retry_backoff: Duration::from_millis(500),
+            task_stall_timeout: Duration::from_secs(300),
             status_history: 100,
             partition_metrics: true,
         }

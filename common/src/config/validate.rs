@@ -296,6 +296,7 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
     for (key, value) in [
         ("driver.executor_timeout", driver.executor_timeout),
         ("driver.heartbeat_interval", driver.heartbeat_interval),
+        ("driver.task_stall_timeout", driver.task_stall_timeout),
     ] {
         if value.is_zero() {
             return Err(invalid(key, quoted(&duration::format(value)), "more than \"0s\""));
@@ -306,6 +307,12 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
             heartbeat: driver.heartbeat_interval,
             timeout: driver.executor_timeout,
         });
+    }
+    // Progress travels with the heartbeats: a stall is only seen across several of them.
+    if driver.task_stall_timeout < driver.heartbeat_interval * 3 {
+        let value = quoted(&duration::format(driver.task_stall_timeout));
+        let expected = "at least three heartbeat_intervals (progress travels with the heartbeats)";
+        return Err(invalid("driver.task_stall_timeout", value, expected));
     }
     if !(1..=10_000).contains(&driver.status_history) {
         let value = driver.status_history.to_string();

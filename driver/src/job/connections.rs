@@ -96,6 +96,7 @@ impl JobLoop {
         match event {
             ExecutorEvent::Heartbeat => {}
             ExecutorEvent::Progress { task, records_in } => {
+                self.scheduler.task_progress(&executor, task, records_in, now);
                 self.status.send_modify(|s| s.progress(&executor, task, records_in));
             }
             ExecutorEvent::Succeeded { task, metrics } => {
@@ -193,6 +194,32 @@ impl JobLoop {
         for conn in all {
             self.drop_connection(conn, reason);
         }
+    }
+
+    /// Cancels every task that read nothing new for `driver.task_stall_timeout` (a transform or
+    /// a sink that hangs) and runs it again on another executor; a stall counts as a failed
+    /// attempt, so a task that always hangs stops the job after `driver.max_task_attempts`.
+    pub(super) fn cancel_stalled_tasks(&mut self) -> Result<(), DriverError> {
+        let limit = self.config.driver.task_stall_timeout;
+        let now = Instant::now();
+        for (executor, task) in self.scheduler.stalled_tasks(now, limit) {
+            let message = format!(
+                "no new record read for {}: a transform or sink that hangs?",
+                weir_common::config::duration::format(limit)
+            );
+            warn!(executor = %executor, batch = task.batch, lane = task.lane, attempt = task.attempt,
+                "Task stalled; cancelling it and running it again on another executor");
+            self.connections.send(&executor, Command::Cancel { task });
+            let label = crate::metrics::KindLabel { kind: "stalled".to_owned() };
+            self.metrics.task_failures.get_or_create(&label).inc();
+            self.status
+                .send_modify(|s| s.history.failed(task, &executor, "stalled", &message, now_ms()));
+            if let Err(failure) = self.scheduler.task_stalled(&executor, task, &message, now) {
+                self.cancel_running();
+                return Err(failure.into());
+            }
+        }
+        Ok(())
     }
 
     pub(super) fn expire_silent_executors(&mut self) {

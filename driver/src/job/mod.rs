@@ -207,7 +207,10 @@ impl JobLoop {
                     let requests = control.borrow_and_update().clone();
                     self.on_control(requests).await?;
                 }
-                _ = liveness_tick.tick() => self.expire_silent_executors(),
+                _ = liveness_tick.tick() => {
+                    self.expire_silent_executors();
+                    self.cancel_stalled_tasks()?;
+                }
                 _ = plan_tick.tick(), if drain_deadline.is_none() && !self.control.state.holds_planning() => {
                     self.plan().await?
                 }

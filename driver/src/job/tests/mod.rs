@@ -516,3 +516,29 @@ async fn a_second_process_with_a_live_executors_id_is_refused_and_a_restart_is_n
     let (_, _, verdict) = job.attach_process("e1", 1, 222);
     assert_eq!(within(verdict, "the restart's verdict").await.unwrap(), Ok(()));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_task_that_reads_nothing_for_the_stall_timeout_is_cancelled_and_runs_elsewhere() {
+    let mut job = Job::start(&[(0, 10)], Stored::default()).await;
+    let (e1, mut on_e1) = job.attach("e1", 1);
+    let beating_1 = keep_beating(job.events.clone(), e1);
+    let (task, _) = next_assign(&mut on_e1).await;
+    let (e2, mut on_e2) = job.attach("e2", 1);
+    let beating_2 = keep_beating(job.events.clone(), e2);
+    // e1 keeps beating, read 5 records, then nothing more: its transform hangs.
+    job.report(e1, ExecutorEvent::Progress { task, records_in: 5 });
+    let hung_at = Instant::now();
+    let cancelled = within(on_e1.recv(), "the cancel").await;
+    assert_eq!(cancelled, Some(Command::Cancel { task }));
+    assert!(hung_at.elapsed() >= Duration::from_secs(300), "not before task_stall_timeout");
+    let (retry, ranges) = next_assign(&mut on_e2).await;
+    assert_eq!((retry.batch, retry.lane, retry.attempt), (task.batch, task.lane, 1));
+    assert_eq!(ranges, [range(0, 0, 10)], "the same range, on the other executor");
+    job.succeed(e2, retry);
+    job.committed(1).await;
+    let failures = job.status.borrow().history.failures.clone();
+    assert_eq!(failures.len(), 1);
+    assert_eq!((failures[0].kind.as_str(), failures[0].executor.as_str()), ("stalled", "e1"));
+    beating_1.abort();
+    beating_2.abort();
+}
