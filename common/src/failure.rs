@@ -82,6 +82,15 @@ pub fn code_failure(code: RDKafkaErrorCode) -> FailureKind {
     }
 }
 
+/// The message a panic carried (`panic!("...")` gives a `&str` or a `String`).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use rdkafka::types::RDKafkaConfRes;
@@ -130,13 +139,4 @@ mod tests {
         assert_eq!(kafka_failure(&too_large), FailureKind::Data);
         assert!(!kafka_failure(&too_large).is_retryable());
     }
-}
-
-/// The message a panic carried (`panic!("...")` gives a `&str` or a `String`).
-pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
-    payload
-        .downcast_ref::<&str>()
-        .map(|s| (*s).to_owned())
-        .or_else(|| payload.downcast_ref::<String>().cloned())
-        .unwrap_or_else(|| "a panic without a message".to_owned())
 }
