@@ -277,3 +277,48 @@ async fn a_pattern_picks_up_a_topic_created_while_running() {
     let counts = id_counts(&kafka::read_committed(&job.output).await);
     assert_eq!(counts.len(), 1_000, "the new topic's records, written before discovery, arrived");
 }
+
+/// Input topics written with each codec Kafka offers (zstd, lz4, snappy, gzip) are read, and the
+/// output is written with zstd (`[sink.kafka] compression.type`): every record arrives once.
+#[tokio::test]
+async fn every_compression_codec_reads_and_zstd_writes() {
+    let mut job = JobFixture::new("kafka-codecs", 1, "").await;
+    let codecs = ["zstd", "lz4", "snappy", "gzip"];
+    let mut topics = Vec::new();
+    for (n, codec) in codecs.iter().enumerate() {
+        let topic = job.names.topic(&format!("in-{codec}"));
+        kafka::create_topic(&topic, 1).await;
+        let producer: rdkafka::producer::FutureProducer = kafka::client_config()
+            .set("compression.type", *codec)
+            .set("linger.ms", "20")
+            .create()
+            .expect("a producer");
+        let first = n as u64 * 300;
+        kafka::produce_with(&producer, &topic, 1, first..first + 300).await;
+        topics.push(format!("\"{topic}\""));
+    }
+    let sink = format!(
+        "type = \"kafka\"\ntopic = \"{}\"\nguarantee = \"exactly-once\"\n[sink.kafka]\n\"compression.type\" = \"zstd\"",
+        job.output
+    );
+    job.write_config_with_sink(&format!("topics = [{}]", topics.join(", ")), &sink, "");
+    job.start_driver();
+    job.start_executor("ex-1");
+    let mut progress = job.progress().await;
+    let started = std::time::Instant::now();
+    loop {
+        let committed =
+            progress.committed().await.map_or(0, |c| c.next_offsets.values().sum::<i64>());
+        if committed == 1_200 {
+            break;
+        }
+        if let Some((name, status)) = job.supervisor.exited() {
+            panic!("{name} exited ({status}):\n{}", job.supervisor.log(&name));
+        }
+        assert!(started.elapsed() < LIMIT, "only {committed} of 1200 records committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 1_200, "every record of every codec");
+    assert!(counts.values().all(|&n| n == 1));
+}
