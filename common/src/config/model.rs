@@ -215,7 +215,7 @@ pub enum Partitioning {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckpointConfig {
-    /// etcd endpoints, `http://` or `https://` URLs.
+    /// etcd endpoints, `http://` URLs (no TLS yet).
     pub etcd: Vec<String>,
     /// The key prefix; the job's keys live under `{prefix}/jobs/{job.name}/`.
     pub prefix: String,

@@ -401,3 +401,26 @@ fn flow_limits_are_positive_and_the_initial_rate_within_the_maximum() {
     let again = JobConfig::from_toml_str(&config.to_toml_string()).unwrap();
     assert_eq!(again, config);
 }
+
+#[test]
+fn extreme_durations_are_refused_by_name() {
+    let err = error(&MINIMAL.replace("name = \"j\"", "name = \"j\"\nbatch_interval = \"100000h\""));
+    assert_eq!(err, r#"job.batch_interval: got "100000h", expected between "10ms" and "1h""#);
+    let err = error(&with("[driver]\nexecutor_timeout = \"2h\""));
+    assert_eq!(err, r#"driver.executor_timeout: got "2h", expected at most "10m""#);
+    let err = error(&with("[driver]\ntask_stall_timeout = \"1s\""));
+    assert!(
+        err.starts_with(r#"driver.task_stall_timeout: got "1s", expected at least three"#),
+        "{err}"
+    );
+    let err = error(&with("[driver]\ntask_retry_backoff = \"1h\""));
+    assert_eq!(err, r#"driver.task_retry_backoff: got "1h", expected at most "10m""#);
+}
+
+#[test]
+fn tls_endpoints_this_build_cannot_speak_are_refused_with_the_way_out() {
+    let err = error(&with("[checkpoint]\netcd = [\"https://etcd-1:2379\"]"));
+    assert!(err.starts_with(r#"checkpoint.etcd: got "https://etcd-1:2379", expected an http:// URL (this build does not speak TLS to etcd yet"#), "{err}");
+    let err = error(&with("[driver]\nadvertise = \"https://driver-1:7070\""));
+    assert!(err.contains("executors do not speak TLS to the driver yet"), "{err}");
+}

@@ -12,6 +12,7 @@ use super::{
 use crate::transform::{OnRecordError, StepConfig, TransformConfig};
 
 const MIN_BATCH_INTERVAL: Duration = Duration::from_millis(10);
+const MAX_BATCH_INTERVAL: Duration = Duration::from_secs(3600);
 /// librdkafka refuses a `transaction.timeout.ms` below 1000.
 const MIN_TRANSACTION_TIMEOUT: Duration = Duration::from_secs(1);
 
@@ -25,11 +26,11 @@ pub(super) fn validate(config: &JobConfig) -> Result<(), ConfigError> {
             "1 or more of A-Z a-z 0-9 . _ - (the name namespaces etcd keys and the Kafka group)",
         ));
     }
-    if job.batch_interval < MIN_BATCH_INTERVAL {
+    if job.batch_interval < MIN_BATCH_INTERVAL || job.batch_interval > MAX_BATCH_INTERVAL {
         return Err(invalid(
             "job.batch_interval",
             quoted(&duration::format(job.batch_interval)),
-            "at least \"10ms\"",
+            "between \"10ms\" and \"1h\"",
         ));
     }
     source(&config.source)?;
@@ -274,8 +275,10 @@ fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigError> {
         ));
     }
     for endpoint in &checkpoint.etcd {
-        if !is_url(endpoint) {
-            return Err(invalid("checkpoint.etcd", quoted(endpoint), "an http:// or https:// URL"));
+        if !endpoint.starts_with("http://") || !is_url(endpoint) {
+            let expected = "an http:// URL (this build does not speak TLS to etcd yet: use \
+                            http:// on a trusted network, or a TLS proxy beside each process)";
+            return Err(invalid("checkpoint.etcd", quoted(endpoint), expected));
         }
     }
     let prefix = &checkpoint.prefix;
@@ -293,6 +296,12 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
     {
         return Err(invalid("driver.advertise", quoted(advertise), "an http:// or https:// URL"));
     }
+    if let Some(advertise) = &driver.advertise
+        && !advertise.starts_with("http://")
+    {
+        let expected = "an http:// URL (executors do not speak TLS to the driver yet)";
+        return Err(invalid("driver.advertise", quoted(advertise), expected));
+    }
     for (key, value) in [
         ("driver.executor_timeout", driver.executor_timeout),
         ("driver.heartbeat_interval", driver.heartbeat_interval),
@@ -300,6 +309,17 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
     ] {
         if value.is_zero() {
             return Err(invalid(key, quoted(&duration::format(value)), "more than \"0s\""));
+        }
+    }
+    // Upper bounds: beyond them a value is a typo, and some would overflow a clock.
+    for (key, value, max) in [
+        ("driver.executor_timeout", driver.executor_timeout, Duration::from_secs(600)),
+        ("driver.task_retry_backoff", driver.task_retry_backoff, Duration::from_secs(600)),
+        ("driver.task_stall_timeout", driver.task_stall_timeout, Duration::from_secs(86_400)),
+    ] {
+        if value > max {
+            let expected = format!("at most {}", quoted(&duration::format(max)));
+            return Err(invalid(key, quoted(&duration::format(value)), expected));
         }
     }
     if driver.heartbeat_interval * 2 > driver.executor_timeout {
