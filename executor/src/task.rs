@@ -4,6 +4,7 @@
 //! code (librdkafka polls), run on a blocking thread; records stream through one at a time.
 
 use std::borrow::Cow;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
@@ -13,11 +14,26 @@ use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn};
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::transform::{OnRecordError, Outcome};
-use weir_common::{Header, OffsetRange, Record};
+use weir_common::{Header, OffsetRange, Record, TopicPartition};
 
 use crate::context::JobContext;
 use crate::error::TaskError;
 use crate::sink::{Begun, record_bytes};
+
+/// The ranges still to read when part of the task is durable: each from where `from` says
+/// (never outside the range); ranges already read to their end are left out.
+fn resume_ranges(ranges: &[OffsetRange], from: &BTreeMap<TopicPartition, i64>) -> Vec<OffsetRange> {
+    ranges
+        .iter()
+        .filter_map(|r| {
+            let start = from.get(r.topic_partition()).copied().unwrap_or(r.from());
+            let start = start.clamp(r.from(), r.until());
+            (start < r.until())
+                .then(|| OffsetRange::new(r.topic_partition().clone(), start, r.until()))?
+                .ok()
+        })
+        .collect()
+}
 
 /// A finished task: its id and how it ended.
 pub type Done = (TaskId, Result<TaskMetrics, TaskError>);
@@ -95,14 +111,16 @@ pub fn run_task(
 ) -> Result<TaskMetrics, TaskError> {
     let started = Instant::now();
     let mut metrics = TaskMetrics::default();
-    let mut output = match ctx.sink.begin(task, ranges)? {
-        Begun::Write(output) => output,
+    let (mut output, resumed) = match ctx.sink.begin(task, ranges)? {
+        Begun::Write(output) => (output, None),
+        Begun::Resume(output, from) => (output, Some(resume_ranges(ranges, &from))),
         Begun::AlreadyCommitted => {
             metrics.tasks_already_committed = 1;
             metrics.total_ms = started.elapsed().as_millis() as u64;
             return Ok(metrics);
         }
     };
+    let ranges = resumed.as_deref().unwrap_or(ranges);
     if let Some(dead_letters) = &ctx.dead_letters {
         output = dead_letters.wrap(output);
     }

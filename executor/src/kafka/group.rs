@@ -8,9 +8,11 @@ use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerGroupMetadata};
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use weir_common::batch::LaneId;
 use weir_common::{OffsetRange, TopicPartition};
 
 use crate::error::TaskError;
+use crate::sink::progress::{Committed, lane_metadata, lane_of};
 
 const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -50,7 +52,7 @@ impl GroupProgress {
     pub fn committed(
         &self,
         ranges: &[OffsetRange],
-    ) -> Result<BTreeMap<TopicPartition, i64>, TaskError> {
+    ) -> Result<BTreeMap<TopicPartition, Committed>, TaskError> {
         let mut list = TopicPartitionList::new();
         for range in ranges {
             list.add_partition(range.topic(), range.partition());
@@ -71,23 +73,23 @@ impl GroupProgress {
                     &error,
                 ));
             }
-            if let Offset::Offset(at) = element.offset() {
-                progress.insert(TopicPartition::new(element.topic(), element.partition()), at);
+            if let Offset::Offset(offset) = element.offset() {
+                let lane = lane_of(element.metadata());
+                let tp = TopicPartition::new(element.topic(), element.partition());
+                progress.insert(tp, Committed { offset, lane });
             }
         }
         Ok(progress)
     }
 
-    /// `until` of every range: the offsets a task's transaction commits.
-    pub fn offsets_after(ranges: &[OffsetRange]) -> TopicPartitionList {
+    /// These offsets, each naming `lane` in its metadata: what a task commits at its end, or at
+    /// a step of a task too long for one transaction.
+    pub fn offsets_at(offsets: &BTreeMap<TopicPartition, i64>, lane: LaneId) -> TopicPartitionList {
         let mut list = TopicPartitionList::new();
-        for range in ranges {
-            list.add_partition_offset(
-                range.topic(),
-                range.partition(),
-                Offset::Offset(range.until()),
-            )
-            .expect("a range's end is a valid offset");
+        for (tp, &at) in offsets {
+            let mut element = list.add_partition(&tp.topic, tp.partition);
+            element.set_offset(Offset::Offset(at)).expect("an offset of a range is a valid offset");
+            element.set_metadata(lane_metadata(lane));
         }
         list
     }

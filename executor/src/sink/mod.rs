@@ -10,8 +10,10 @@ pub mod progress;
 pub mod stdout;
 pub mod transactional;
 
+use std::collections::BTreeMap;
+
 use weir_common::protocol::TaskId;
-use weir_common::{OffsetRange, Record};
+use weir_common::{OffsetRange, Record, TopicPartition};
 
 use crate::error::TaskError;
 
@@ -34,6 +36,9 @@ pub trait Sink: Send + Sync {
 
 pub enum Begun<'a> {
     Write(Box<dyn TaskOutput + 'a>),
+    /// Part of the task is already durable (an exactly-once task that committed in steps before
+    /// it failed): write from these offsets on, per partition.
+    Resume(Box<dyn TaskOutput + 'a>, BTreeMap<TopicPartition, i64>),
     AlreadyCommitted,
 }
 

@@ -10,7 +10,12 @@
 //!    still pending, so the progress is final. Later tasks on the same producer use the progress
 //!    it committed itself (reading the group right after a commit waits for the commit's markers). Progress at `until` means a replay: report done,
 //!    write nothing. Progress strictly inside the range stops the job (see `progress.rs`).
-//! 3. Begin, write, `send_offsets_to_transaction`, commit.
+//! 3. Begin, write, `send_offsets_to_transaction`, commit. A task that would keep its
+//!    transaction open longer than half of `transaction_timeout` (a large first batch) commits
+//!    what it wrote so far with the offsets where it stands, and goes on in a new transaction:
+//!    the broker would abort a transaction past its timeout, and the replay would meet the same
+//!    wall. Every offset committed names the lane in its metadata, so a retry resumes from a
+//!    step (`progress.rs`) and progress nobody of this job wrote still stops the job.
 //!
 //! Errors: an abortable one aborts the transaction and fails the task (retryable). A fatal one
 //! (fenced) or an ambiguous one drops the lane's producer, so the next task initialises a new
@@ -19,7 +24,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -32,7 +37,7 @@ use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record, TopicPartition};
 
 use super::dead_letters::ERROR_HEADER;
-use super::progress::{TaskProgress, task_progress};
+use super::progress::{Committed, TaskProgress, task_progress};
 use super::{Begun, Sink, TaskOutput, record_bytes};
 use crate::error::TaskError;
 use crate::kafka::group::GroupProgress;
@@ -121,22 +126,26 @@ impl TransactionalSink {
         &self,
         lane: LaneId,
         ranges: &[OffsetRange],
-    ) -> Result<BTreeMap<TopicPartition, i64>, TaskError> {
+    ) -> Result<BTreeMap<TopicPartition, Committed>, TaskError> {
         if let Some(known) = self.lanes.lock().expect("lanes").get(&lane)
             && ranges.iter().all(|r| known.committed.contains_key(r.topic_partition()))
         {
-            return Ok(known.committed.clone());
+            let own = |&offset: &i64| Committed { offset, lane: Some(lane) };
+            return Ok(known.committed.iter().map(|(tp, at)| (tp.clone(), own(at))).collect());
         }
         self.settings.group.committed(ranges)
     }
 
     /// After a commit: the lane's producer now knows its progress.
-    fn committed(&self, lane: LaneId, producer: &SharedProducer, ranges: &[OffsetRange]) {
+    fn committed(
+        &self,
+        lane: LaneId,
+        producer: &SharedProducer,
+        at: &BTreeMap<TopicPartition, i64>,
+    ) {
         let mut lanes = self.lanes.lock().expect("lanes");
         if let Some(known) = lanes.get_mut(&lane).filter(|k| k.producer.same_as(producer)) {
-            for range in ranges {
-                known.committed.insert(range.topic_partition().clone(), range.until());
-            }
+            known.committed.extend(at.iter().map(|(tp, &offset)| (tp.clone(), offset)));
         }
     }
 
@@ -175,15 +184,20 @@ impl Sink for TransactionalSink {
     fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
         let producer = self.lane_producer(task.lane)?;
         let committed = self.progress(task.lane, ranges)?;
-        match task_progress(ranges, &committed, self.settings.group.name())
+        let resume = match task_progress(task.lane, ranges, &committed, self.settings.group.name())
             .map_err(TaskError::data)?
         {
             TaskProgress::AlreadyCommitted => {
                 info!(lane = task.lane, "Task already committed in Kafka; not written again");
                 return Ok(Begun::AlreadyCommitted);
             }
-            TaskProgress::NotCommitted => {}
-        }
+            TaskProgress::NotCommitted => None,
+            TaskProgress::Resume(from) => {
+                info!(lane = task.lane, from = ?from,
+                    "Part of this task is committed (an earlier attempt's steps); resuming");
+                Some(from)
+            }
+        };
         let mut output = TransactionOutput {
             sink: self,
             lane: task.lane,
@@ -191,12 +205,15 @@ impl Sink for TransactionalSink {
             deliveries: Arc::new(Deliveries::default()),
             ranges: ranges.to_vec(),
             state: State::NotBegun,
+            written_to: BTreeMap::new(),
+            opened_at: Instant::now(),
+            steps: 0,
         };
-        if let Err(e) = producer.client().begin_transaction() {
-            return Err(self.failed(&mut output, "begin_transaction", e));
-        }
-        output.state = State::Open;
-        Ok(Begun::Write(Box::new(output)))
+        output.begin()?;
+        Ok(match resume {
+            Some(from) => Begun::Resume(Box::new(output), from),
+            None => Begun::Write(Box::new(output)),
+        })
     }
 
     fn forget_lanes(&self) {
@@ -228,6 +245,83 @@ struct TransactionOutput<'a> {
     deliveries: Arc<Deliveries>,
     ranges: Vec<OffsetRange>,
     state: State,
+    /// The next offset of each partition after the records written (or dead-lettered) so far:
+    /// what a step commits.
+    written_to: BTreeMap<TopicPartition, i64>,
+    /// When the open transaction began.
+    opened_at: Instant,
+    steps: u32,
+}
+
+impl TransactionOutput<'_> {
+    fn begin(&mut self) -> Result<(), TaskError> {
+        if let Err(e) = self.producer.client().begin_transaction() {
+            return Err(self.sink.failed(self, "begin_transaction", e));
+        }
+        self.state = State::Open;
+        self.opened_at = Instant::now();
+        Ok(())
+    }
+
+    /// Notes that `record` is written, and commits a step when the transaction has been open
+    /// for half of `transaction_timeout`.
+    fn written(&mut self, record: &Record<'_>) -> Result<(), TaskError> {
+        let next = record.offset + 1;
+        match self
+            .written_to
+            .iter_mut()
+            .find(|(tp, _)| tp.partition == record.partition && tp.topic == record.topic)
+        {
+            Some((_, at)) => *at = next,
+            None => {
+                self.written_to.insert(TopicPartition::new(record.topic, record.partition), next);
+            }
+        }
+        if self.opened_at.elapsed() < self.sink.settings.transaction_timeout / 2 {
+            return Ok(());
+        }
+        let at = self.written_to.clone();
+        self.commit(&at)?;
+        self.steps += 1;
+        info!(lane = self.lane, step = self.steps, at = ?at,
+            "Committed a step of a task too long for one transaction; going on in a new one");
+        self.begin()
+    }
+
+    /// Flushes, sends the offsets `at` (naming the lane) and commits the open transaction.
+    fn commit(&mut self, at: &BTreeMap<TopicPartition, i64>) -> Result<(), TaskError> {
+        let sink = self.sink;
+        // Every record acknowledged first: then the commit's own flush has nothing to wait for
+        // (it polls in 100 ms steps), and a failed record fails the task with its reason.
+        self.producer.flush(&self.deliveries)?;
+        let offsets = GroupProgress::offsets_at(at, self.lane);
+        let client = self.producer.client();
+        let sent = client.send_offsets_to_transaction(
+            &offsets,
+            sink.settings.group.metadata(),
+            CALL_TIMEOUT,
+        );
+        if let Err(e) = sent {
+            return Err(sink.failed(self, "send_offsets_to_transaction", e));
+        }
+        let mut attempt = 1;
+        loop {
+            let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
+                self.state = State::Committed;
+                sink.committed(self.lane, &self.producer, at);
+                sink.settings.counters.committed();
+                return Ok(());
+            };
+            // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
+            // Not `common::retry`: this runs on a blocking thread, and librdkafka asks for the
+            // same call again at once (each call already waits up to CALL_TIMEOUT).
+            if Failure::of(&e) != Failure::Retriable || attempt >= COMMIT_ATTEMPTS {
+                return Err(sink.failed(self, "commit_transaction", e));
+            }
+            warn!(lane = self.lane, attempt, error = %e, "Commit not confirmed; committing again");
+            attempt += 1;
+        }
+    }
 }
 
 impl TaskOutput for TransactionOutput<'_> {
@@ -237,6 +331,7 @@ impl TaskOutput for TransactionOutput<'_> {
             Partitioning::SameAsInput => Some(record.partition),
         };
         self.producer.send(&self.deliveries, &self.sink.settings.topic, partition, record, None)?;
+        self.written(record)?;
         Ok(record_bytes(record))
     }
 
@@ -245,41 +340,14 @@ impl TaskOutput for TransactionOutput<'_> {
             return Err(super::dead_letters::no_dead_letter_topic(record));
         };
         let header = (ERROR_HEADER, reason.as_bytes());
-        self.producer.send(&self.deliveries, topic, None, record, Some(header))
+        self.producer.send(&self.deliveries, topic, None, record, Some(header))?;
+        self.written(record)
     }
 
     fn finish(mut self: Box<Self>) -> Result<(), TaskError> {
-        let sink = self.sink;
-        // Every record acknowledged first: then the commit's own flush has nothing to wait for
-        // (it polls in 100 ms steps), and a failed record fails the task with its reason.
-        self.producer.flush(&self.deliveries)?;
-        let offsets = GroupProgress::offsets_after(&self.ranges);
-        let client = self.producer.client();
-        let sent = client.send_offsets_to_transaction(
-            &offsets,
-            sink.settings.group.metadata(),
-            CALL_TIMEOUT,
-        );
-        if let Err(e) = sent {
-            return Err(sink.failed(&mut self, "send_offsets_to_transaction", e));
-        }
-        let mut attempt = 1;
-        loop {
-            let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
-                self.state = State::Committed;
-                sink.committed(self.lane, &self.producer, &self.ranges);
-                sink.settings.counters.committed();
-                return Ok(());
-            };
-            // A retriable failure (a timeout) leaves the outcome open: commit again, never abort.
-            // Not `common::retry`: this runs on a blocking thread, and librdkafka asks for the
-            // same call again at once (each call already waits up to CALL_TIMEOUT).
-            if Failure::of(&e) != Failure::Retriable || attempt >= COMMIT_ATTEMPTS {
-                return Err(sink.failed(&mut self, "commit_transaction", e));
-            }
-            warn!(lane = self.lane, attempt, error = %e, "Commit not confirmed; committing again");
-            attempt += 1;
-        }
+        let ends: BTreeMap<TopicPartition, i64> =
+            self.ranges.iter().map(|r| (r.topic_partition().clone(), r.until())).collect();
+        self.commit(&ends)
     }
 }
 
