@@ -201,6 +201,7 @@ start_etcd() {
     --listen-client-urls "http://127.0.0.1:$etcd_port" --advertise-client-urls "http://127.0.0.1:$etcd_port" \
     --listen-peer-urls "http://127.0.0.1:$etcd_peer_port" --initial-advertise-peer-urls "http://127.0.0.1:$etcd_peer_port" \
     --initial-cluster "weir-local=http://127.0.0.1:$etcd_peer_port" \
+    --auto-compaction-mode periodic --auto-compaction-retention 1h \
     >"$log_dir/etcd.log" 2>&1 </dev/null 9>&- &
   echo $! >"$run_dir/etcd.pid"
   if ! wait_until "etcd on 127.0.0.1:$etcd_port" "$start_timeout" etcd_healthy; then

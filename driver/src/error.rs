@@ -11,6 +11,13 @@ use weir_common::retry::Retryable;
 pub enum DriverError {
     #[error("etcd at {endpoints}: {source}")]
     Etcd { endpoints: String, source: etcd_client::Error },
+    /// etcd refuses the write for its size or for its own space: waiting cannot help.
+    #[error(
+        "etcd at {endpoints} refused a write: {source}; etcd's limits are --max-request-bytes \
+         (a request) and --quota-backend-bytes (the database; compact and defragment it, or run etcd \
+         with --auto-compaction-retention, see docs/architecture.md#etcd-layout)"
+    )]
+    EtcdLimit { endpoints: String, source: etcd_client::Error },
     /// A Kafka request failed; `kind` (from the one classification, `weir_common::failure`)
     /// says whether waiting can help: a broker away is transient, a refused property is not.
     #[error("Kafka at {brokers}: {message} ({kind})")]
@@ -40,6 +47,18 @@ pub enum DriverError {
 }
 
 impl DriverError {
+    /// An etcd error, told apart by whether waiting can help: a request too large or a full
+    /// database cannot be waited out.
+    pub fn etcd(endpoints: &str, source: etcd_client::Error) -> Self {
+        let text = source.to_string();
+        let endpoints = endpoints.to_owned();
+        if text.contains("request is too large") || text.contains("database space exceeded") {
+            DriverError::EtcdLimit { endpoints, source }
+        } else {
+            DriverError::Etcd { endpoints, source }
+        }
+    }
+
     /// A Kafka error met while doing `context`, classified.
     pub fn kafka(brokers: &str, context: impl Display, error: &KafkaError) -> Self {
         DriverError::Kafka {
@@ -121,5 +140,20 @@ impl From<AttachRefused> for tonic::Status {
                 status
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_etcd_write_over_its_limits_is_not_waited_for() {
+        let too_large = tonic::Status::invalid_argument("etcdserver: request is too large");
+        let e = DriverError::etcd("http://e:2379", etcd_client::Error::GRpcStatus(too_large));
+        assert!(!e.is_retryable(), "{e}");
+        assert!(e.to_string().contains("--max-request-bytes"), "{e}");
+        let away = etcd_client::Error::InvalidArgs("connection refused".into());
+        assert!(DriverError::etcd("http://e:2379", away).is_retryable());
     }
 }

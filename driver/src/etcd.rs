@@ -39,7 +39,7 @@ impl EtcdStore {
     }
 
     fn etcd_error(&self, source: etcd_client::Error) -> DriverError {
-        DriverError::Etcd { endpoints: self.endpoints.clone(), source }
+        DriverError::etcd(&self.endpoints, source)
     }
 
     async fn guarded(&self, ops: Vec<TxnOp>) -> Result<(), DriverError> {
