@@ -193,7 +193,7 @@ start trickle "$dir/trickle.log" bash -c \
 
 if [ "$seconds" -gt 0 ]; then how="for ${seconds}s"; else how="until Ctrl-C"; fi
 step "running $how: $per_second new events a second; one line per committed batch"
-echo "status: curl -s 127.0.0.1:$http_port/api/status   metrics: curl -s 127.0.0.1:$http_port/metrics" >&2
+echo "status page: http://127.0.0.1:$http_port/   (also /api/status and /metrics; $bin/weirctl --config $config status)" >&2
 echo "logs:   tail -f ${dir#"$root"/}/driver.log" >&2
 
 # One line per "Batch committed" log line of the driver.
@@ -235,8 +235,8 @@ step "stopping: the trickle, then the driver (it commits what is in flight), the
 # batch intervals to plan and commit the last records before asking it to stop.
 stop_child trickle "$(pid_of trickle)" 10
 produced="$("$bin/weir-kafka" count "$raw")"
-status_in() {
-  curl -s --max-time 2 "127.0.0.1:$http_port/api/status" | grep -o '"records_in":[0-9]*' | cut -d: -f2
+status_in() { # records the driver has committed, from /metrics (the demo reads one topic)
+  curl -s --max-time 2 "127.0.0.1:$http_port/metrics" | awk '/^weir_driver_records_in_total\{/ { print $2 }'
 }
 for _ in $(seq 1 30); do
   [ "$(status_in || true)" = "$produced" ] && break

@@ -119,6 +119,14 @@ async fn a_dry_run_writes_nothing_and_a_live_job_is_refused_until_stopped() {
     job.start_executor("ex-1");
     job.wait_committed(&job.input.clone(), 2_000, MINUTE).await;
 
+    // At-least-once publishes the progress to the group after each commit, asynchronously: let
+    // it land before taking the picture the dry run must not change.
+    let committed_offsets = committed(&job).await;
+    let started = std::time::Instant::now();
+    while group_offsets(&job, 2) != committed_offsets {
+        assert!(started.elapsed() < MINUTE, "the group never showed the committed offsets");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     let etcd_before = job.etcd_keys().await;
     let group_before = group_offsets(&job, 2);
     let dry = job
