@@ -58,7 +58,7 @@ pub async fn campaign(
     ttl: Duration,
     status: &watch::Sender<Status>,
 ) -> Result<Leadership, DriverError> {
-    let etcd = |source| DriverError::Etcd { endpoints: endpoints.to_owned(), source };
+    let etcd = |source| DriverError::etcd(endpoints, source);
     let ttl_secs = ttl.as_secs().max(2) as i64;
     let lease = client.lease_client().grant(ttl_secs, None).await.map_err(etcd)?.id();
     let registration = LeaderRecord { generation: 0, elected_at_ms: 0, ..me.clone() };

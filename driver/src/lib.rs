@@ -21,6 +21,7 @@ pub mod scheduler;
 mod service;
 mod source;
 mod status;
+pub mod time;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -349,7 +350,7 @@ impl Drop for Servers {
 
 /// Connects and proves etcd answers (connecting alone does not).
 async fn connect_etcd(urls: &[String], endpoints: &str) -> Result<Client, DriverError> {
-    let etcd = |source| DriverError::Etcd { endpoints: endpoints.to_owned(), source };
+    let etcd = |source| DriverError::etcd(endpoints, source);
     let options = ConnectOptions::new()
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(5));

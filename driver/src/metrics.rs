@@ -61,7 +61,9 @@ pub struct DriverMetrics {
     pub tasks_already_committed: Counter,
     pub task_failures: Family<KindLabel, Counter>,
     pub executors_lost: Counter,
-    pub waiting: Family<ReasonLabel, Gauge>,
+    waiting: Family<ReasonLabel, Gauge>,
+    /// The series of `waiting`, one per reason, made once: the loop sets them after every event.
+    waiting_by_reason: Vec<(&'static str, Gauge)>,
     pub lag: Gauge,
     pub oldest_unplanned_age: Gauge<f64, AtomicU64>,
     pub partition_lag: Family<PartitionLabel, Gauge>,
@@ -106,6 +108,7 @@ impl DriverMetrics {
             task_failures: Family::default(),
             executors_lost: Counter::default(),
             waiting: Family::default(),
+            waiting_by_reason: Vec::new(),
             lag: Gauge::default(),
             oldest_unplanned_age: Gauge::default(),
             partition_lag: Family::default(),
@@ -238,13 +241,17 @@ impl DriverMetrics {
             m.rate.clone(),
         );
         // Series that exist from the start at 0, so `increase()` and alerts see the first one.
-        for reason in WAIT_REASONS {
-            m.waiting.get_or_create(&ReasonLabel { reason: reason.to_owned() }).set(0);
-        }
+        let waiting_by_reason = WAIT_REASONS
+            .iter()
+            .map(|&reason| {
+                let label = ReasonLabel { reason: reason.to_owned() };
+                (reason, m.waiting.get_or_create(&label).clone())
+            })
+            .collect();
         for kind in ["transient", "config", "data", "stalled"] {
             drop(m.task_failures.get_or_create(&KindLabel { kind: kind.to_owned() }));
         }
-        DriverMetrics { registry, ..m }
+        DriverMetrics { registry, waiting_by_reason, ..m }
     }
 
     /// Counts a committed batch's records per source topic.
@@ -278,9 +285,8 @@ impl DriverMetrics {
 
     /// Sets `weir_driver_waiting` to 1 for each of `reasons` and 0 for the rest.
     pub fn waiting_for(&self, reasons: &[&str]) {
-        for reason in WAIT_REASONS {
-            let on = i64::from(reasons.contains(&reason));
-            self.waiting.get_or_create(&ReasonLabel { reason: reason.to_owned() }).set(on);
+        for (reason, gauge) in &self.waiting_by_reason {
+            gauge.set(i64::from(reasons.contains(reason)));
         }
     }
 

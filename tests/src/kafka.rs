@@ -182,6 +182,35 @@ pub async fn produce_with(
     produced
 }
 
+/// Writes ids `0..records` the way [`produce_range`] does (same keys, payloads and partitions) in
+/// consecutive slices, one every `slice_every` (at least one slice, at most one per record), so
+/// the last one starts just before `produce_over` has passed: input that keeps arriving while a
+/// test does something to the job. Returns where each record landed and when the last delivery
+/// was confirmed.
+///
+/// One idempotent producer for the whole run ([`produce_with`]): a producer per slice costs its
+/// start and teardown every slice, and fell behind the schedule on a busy two-core machine.
+pub async fn produce_paced(
+    topic: String,
+    partitions: i32,
+    records: u64,
+    produce_over: Duration,
+    slice_every: Duration,
+) -> (Vec<Produced>, Duration) {
+    let started = tokio::time::Instant::now();
+    let producer = test_producer();
+    let slices = ((produce_over.as_millis() / slice_every.as_millis().max(1)) as u64)
+        .clamp(1, records.max(1));
+    let mut produced = Vec::with_capacity(records as usize);
+    for i in 0..slices {
+        let from = records * i / slices;
+        let until = records * (i + 1) / slices;
+        tokio::time::sleep_until(started + produce_over.mul_f64(i as f64 / slices as f64)).await;
+        produced.extend(produce_with(&producer, &topic, partitions, from..until).await);
+    }
+    (produced, started.elapsed())
+}
+
 /// What a reader sees of transactional records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Isolation {

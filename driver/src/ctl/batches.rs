@@ -6,8 +6,8 @@ use weir_common::batch::BatchPlan;
 
 use super::output::{Format, Table, print_json};
 use super::store::Snapshot;
-use super::time::format_ms;
 use super::{Ctl, CtlError};
+use crate::time::format_ms;
 
 pub async fn show(ctl: &Ctl, last: usize, batch: Option<u64>) -> Result<(), CtlError> {
     let snap = ctl.store.snapshot().await?;

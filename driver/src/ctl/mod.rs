@@ -21,7 +21,6 @@ pub(crate) mod output;
 mod reset;
 mod status;
 mod store;
-pub mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

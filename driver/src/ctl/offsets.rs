@@ -14,9 +14,9 @@ use weir_common::control::JobState;
 use super::output::{Format, Table, or_dash, print_json};
 use super::reset::{self, Change, Offsets, Target};
 use super::store::Snapshot;
-use super::time::{format_ms, parse_datetime};
 use super::{Ctl, CtlError, ResetArgs, lifecycle};
 use crate::job::now_ms;
+use crate::time::{format_ms, parse_datetime};
 
 pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
     let snap = ctl.store.snapshot().await?;

@@ -8,8 +8,8 @@ use weir_common::TopicPartition;
 
 use super::output::{Format, Table, or_dash, print_json};
 use super::store::Snapshot;
-use super::time::format_ms;
 use super::{Ctl, CtlError, http};
+use crate::time::format_ms;
 
 pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
     let snap = ctl.store.snapshot().await?;

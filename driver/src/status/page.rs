@@ -351,7 +351,7 @@ fn ms(value: Option<u64>) -> String {
 }
 
 fn time(at_ms: i64) -> String {
-    crate::ctl::time::format_ms(at_ms)
+    crate::time::format_ms(at_ms)
 }
 
 /// `93_000` as `1m 33s`.

@@ -45,7 +45,7 @@ pub use outcome::{Outcome, Recovery, RecoverySummary};
 pub use readers::{read_files, read_kafka};
 
 use crate::job::JobFixture;
-use crate::kafka::{self, Produced};
+use crate::kafka;
 use crate::oracle;
 use progress::Progress;
 use run::{Run, Slot};
@@ -206,11 +206,12 @@ impl Scenario {
             let name = run.executors[i].0.clone();
             run.job.start_executor(&name);
         }
-        let producer = tokio::spawn(produce_paced(
+        let producer = tokio::spawn(kafka::produce_paced(
             run.job.input.clone(),
             self.partitions,
             self.records,
             self.produce_over,
+            SLICE_EVERY,
         ));
         run.progress.wait_first_commit(Duration::from_secs(60)).await;
 
@@ -294,31 +295,4 @@ impl Scenario {
         eprintln!("{outcome}");
         outcome
     }
-}
-
-/// Writes ids `0..records` the way [`kafka::produce_range`] does (same keys, payloads and
-/// partitions) in consecutive slices, one every [`SLICE_EVERY`] (at least one slice, at most one
-/// per record) so the last one starts just before `produce_over` has passed. Returns where each
-/// record landed and when the last delivery was confirmed.
-///
-/// One idempotent producer for the whole run (`kafka::produce_with`): a producer per slice costs
-/// its start and teardown every slice, and fell behind the schedule on a busy two-core machine.
-async fn produce_paced(
-    topic: String,
-    partitions: i32,
-    records: u64,
-    produce_over: Duration,
-) -> (Vec<Produced>, Duration) {
-    let started = tokio::time::Instant::now();
-    let producer = kafka::test_producer();
-    let slices =
-        ((produce_over.as_millis() / SLICE_EVERY.as_millis()) as u64).clamp(1, records.max(1));
-    let mut produced = Vec::with_capacity(records as usize);
-    for i in 0..slices {
-        let from = records * i / slices;
-        let until = records * (i + 1) / slices;
-        tokio::time::sleep_until(started + produce_over.mul_f64(i as f64 / slices as f64)).await;
-        produced.extend(kafka::produce_with(&producer, &topic, partitions, from..until).await);
-    }
-    (produced, started.elapsed())
 }

@@ -31,16 +31,10 @@ async fn etcd_frozen_then_killed_while_records_flow_stops_no_process_and_loses_n
     job.start_executor("ex-1");
     job.start_executor("ex-2");
     // 2,000 records a second for the whole run: both outages and the recoveries.
+    let every = Duration::from_millis(100);
     let input = job.input.clone();
     let producer = tokio::spawn(async move {
-        let producer = kafka::test_producer();
-        let mut produced = Vec::new();
-        for chunk in 0..600u64 {
-            let ids = chunk * 200..(chunk + 1) * 200;
-            produced.extend(kafka::produce_with(&producer, &input, 4, ids).await);
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        produced
+        kafka::produce_paced(input, 4, 120_000, Duration::from_secs(60), every).await.0
     });
     job.supervisor.wait_for_log("driver", "Batch committed", Duration::from_secs(60)).await;
 

@@ -55,15 +55,8 @@ pub fn produce_while_running(
     job: &JobFixture,
     chunks: u64,
 ) -> tokio::task::JoinHandle<Vec<kafka::Produced>> {
-    let input = job.input.clone();
+    let (input, every) = (job.input.clone(), std::time::Duration::from_millis(100));
     tokio::spawn(async move {
-        let producer = kafka::test_producer();
-        let mut produced = Vec::new();
-        for chunk in 0..chunks {
-            let ids = chunk * 500..(chunk + 1) * 500;
-            produced.extend(kafka::produce_with(&producer, &input, 4, ids).await);
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-        produced
+        kafka::produce_paced(input, 4, chunks * 500, every * chunks as u32, every).await.0
     })
 }

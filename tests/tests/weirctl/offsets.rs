@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use weir_driver::ctl::time::format_ms;
+use weir_driver::time::format_ms;
 use weir_tests::job::{JobFixture, id_counts};
 use weir_tests::kafka;
 

@@ -1,5 +1,6 @@
-//! Wall-clock times as operators type and read them: UTC RFC 3339 (`2026-11-29T22:08:34Z`), with
-//! no date library. Civil-date arithmetic after Howard Hinnant's `days_from_civil`.
+//! Wall-clock times as operators type and read them (`weirctl`, the status page): UTC RFC 3339
+//! (`2026-11-29T22:08:34Z`), with no date library. Civil-date arithmetic after Howard Hinnant's
+//! `days_from_civil`.
 
 /// Milliseconds since the epoch as UTC, e.g. `2026-11-29T22:08:34.120Z`.
 pub fn format_ms(ms: i64) -> String {
