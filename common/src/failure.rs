@@ -22,11 +22,15 @@ pub enum FailureKind {
     /// `on_record_error = "fail"`, a record too large for the broker, offsets no longer in Kafka
     /// under `on_data_loss = "fail"`): retrying cannot help.
     Data,
+    /// A transient failure met while the Kafka cluster the task needs did not answer at all (the
+    /// executor asked it for metadata right after, and got nothing). It is waited out: retried
+    /// without using up `driver.max_task_attempts`, bounded only by `driver.outage_limit`.
+    Unavailable,
 }
 
 impl FailureKind {
     pub fn is_retryable(self) -> bool {
-        self == FailureKind::Transient
+        matches!(self, FailureKind::Transient | FailureKind::Unavailable)
     }
 }
 
@@ -36,6 +40,7 @@ impl fmt::Display for FailureKind {
             FailureKind::Transient => "transient",
             FailureKind::Config => "config",
             FailureKind::Data => "data",
+            FailureKind::Unavailable => "unavailable",
         })
     }
 }

@@ -83,6 +83,7 @@ impl From<FailureKind> for pb::FailureKind {
             FailureKind::Transient => pb::FailureKind::Transient,
             FailureKind::Config => pb::FailureKind::Config,
             FailureKind::Data => pb::FailureKind::Data,
+            FailureKind::Unavailable => pb::FailureKind::Unavailable,
         }
     }
 }
@@ -95,6 +96,7 @@ impl From<pb::FailureKind> for FailureKind {
             pb::FailureKind::Unspecified | pb::FailureKind::Transient => FailureKind::Transient,
             pb::FailureKind::Config => FailureKind::Config,
             pb::FailureKind::Data => FailureKind::Data,
+            pb::FailureKind::Unavailable => FailureKind::Unavailable,
         }
     }
 }

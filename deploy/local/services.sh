@@ -11,6 +11,8 @@
 #   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
 #   deploy/local/services.sh env       print the addresses as shell variables
 #   deploy/local/services.sh kafka-tool CLASS ARGS...   run a Kafka tool from the cached jars
+#   deploy/local/services.sh kafka-foreground   run a broker in the foreground on the ports and
+#                                      WEIR_DATA_DIR of its environment (a test's own broker)
 #   deploy/local/services.sh browser   install Debian's chromium (headless) for the status-page test;
 #                                      prints its path
 #
@@ -240,6 +242,28 @@ group.initial.rebalance.delay.ms=0
 EOF
 }
 
+kafka_java_opts=(-Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
+  -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties")
+
+# Writes the broker's config and formats its storage on the first start.
+prepare_kafka() {
+  mkdir -p "$kafka_data" "$log_dir"
+  write_kafka_config
+  if [ ! -f "$kafka_data/meta.properties" ]; then
+    # Static quorum (controller.quorum.voters): format without --standalone.
+    local cluster_id
+    local out
+    out="$(java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
+      kafka.tools.StorageTool random-uuid 2>&1)" \
+      || { echo "$out" >&2; die "kafka: 'StorageTool random-uuid' failed (java: $(command -v java))"; }
+    cluster_id="$(tail -n 1 <<<"$out")"
+    java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" >"$log_dir/kafka-format.out" 2>&1 \
+      || { cat "$log_dir/kafka-format.out" >&2; die "kafka: formatting storage in $kafka_data failed"; }
+    say "kafka: storage formatted (cluster $cluster_id)"
+  fi
+}
+
 start_kafka() {
   if pid="$(pid_of kafka "kafka.Kafka")"; then
     say "kafka: already running (pid $pid) on 127.0.0.1:$kafka_port"
@@ -247,24 +271,8 @@ start_kafka() {
   fi
   port_open "$kafka_port" && die "kafka: port $kafka_port is in use by a process this script did not start; set WEIR_KAFKA_PORT"
   port_open "$controller_port" && die "kafka: controller port $controller_port is in use; set WEIR_KAFKA_CONTROLLER_PORT"
-  mkdir -p "$kafka_data"
-  write_kafka_config
-  local java_opts=(-Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
-    -Djava.awt.headless=true -Dlog4j2.configurationFile="$here/kafka/log4j2.properties")
-  if [ ! -f "$kafka_data/meta.properties" ]; then
-    # Static quorum (controller.quorum.voters): format without --standalone.
-    local cluster_id
-    local out
-    out="$(java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
-      kafka.tools.StorageTool random-uuid 2>&1)" \
-      || { echo "$out" >&2; die "kafka: 'StorageTool random-uuid' failed (java: $(command -v java))"; }
-    cluster_id="$(tail -n 1 <<<"$out")"
-    java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" >"$log_dir/kafka-format.out" 2>&1 \
-      || { cat "$log_dir/kafka-format.out" >&2; die "kafka: formatting storage in $kafka_data failed"; }
-    say "kafka: storage formatted (cluster $cluster_id)"
-  fi
-  setsid nohup java -cp "$kafka_libs/*" "${java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
+  prepare_kafka
+  setsid nohup java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
     kafka.Kafka "$data_dir/server.properties" >"$log_dir/kafka.out" 2>&1 </dev/null 9>&- &
   kafka_pid=$!
   echo "$kafka_pid" >"$run_dir/kafka.pid"
@@ -274,6 +282,15 @@ start_kafka() {
     tail -30 "$log_dir/kafka.log" "$log_dir/kafka.out" >&2 2>/dev/null || true
     die "kafka: no answer on 127.0.0.1:$kafka_port after start (logs: $log_dir/kafka.log, $log_dir/kafka.out)"
   fi
+}
+
+# A broker in the foreground, as a child of the caller (who kills it): a test's own broker, on
+# the ports and data directory its environment names. The jars must be installed already.
+cmd_kafka_foreground() {
+  [ -f "$kafka_libs/.complete" ] || die "kafka jars: not installed; run $0 install first"
+  prepare_kafka
+  exec java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
+    kafka.Kafka "$data_dir/server.properties"
 }
 
 # True when the port is open, or when the broker process already died (no point waiting).
@@ -382,6 +399,7 @@ case "${1:-}" in
   status) mkdir -p "$run_dir"; cmd_status ;;
   env) cmd_env ;;
   kafka-tool) shift; mkdir -p "$log_dir"; cmd_kafka_tool "$@" ;;
+  kafka-foreground) cmd_kafka_foreground ;;
   browser) mkdir -p "$log_dir"; with_lock install_browser ;;
   *)
     # The usage is the comment block at the top of this file.

@@ -42,6 +42,12 @@ pub enum DriverError {
     Unfit(String),
     #[error("{0}")]
     Internal(String),
+    /// Kafka did not answer for longer than `driver.outage_limit`.
+    #[error(
+        "job stopped: Kafka did not answer for {} (driver.outage_limit); the last error: {error}",
+        weir_common::config::duration::format(*limit)
+    )]
+    OutageLimit { limit: std::time::Duration, error: Box<DriverError> },
     #[error("job stopped: {0}")]
     JobFailed(#[from] crate::scheduler::JobFailure),
 }

@@ -33,7 +33,7 @@ pub struct Budget {
 }
 
 /// How many records the next batch may take. Per partition: `max_rate_per_partition` (and,
-/// until the rate controller has measured a batch, `initial_rate_per_partition`) times the batch
+/// until the rate controller has measured a batch, the effective initial rate) times the batch
 /// interval. In all: `max_records_per_batch` and the controller's rate (`measured_rate`, records
 /// per second) times the interval. A rate always allows at least one record.
 pub fn budget(
@@ -43,7 +43,7 @@ pub fn budget(
 ) -> Budget {
     let interval = batch_interval.as_secs_f64();
     let records = |rate: f64| ((rate * interval).ceil() as u64).max(1);
-    let initial = source.initial_rate_per_partition.filter(|_| measured_rate.is_none());
+    let initial = source.effective_initial_rate().filter(|_| measured_rate.is_none());
     let per_partition = [source.max_rate_per_partition, initial].into_iter().flatten().min();
     let total =
         [source.max_records_per_batch, measured_rate.map(records)].into_iter().flatten().min();
@@ -138,8 +138,23 @@ mod tests {
 
     #[test]
     fn budget_without_limits_is_unlimited() {
-        let b = super::budget(&source(None, None, None), Duration::from_secs(1), None);
+        let mut config = source(None, None, None);
+        config.backpressure = false;
+        let b = super::budget(&config, Duration::from_secs(1), None);
         assert_eq!(b, Budget::default());
+    }
+
+    #[test]
+    fn with_backpressure_a_first_batch_is_bounded_by_default() {
+        let config = source(None, None, None);
+        assert!(config.backpressure, "on by default");
+        let first = super::budget(&config, Duration::from_millis(500), None);
+        let default = weir_common::config::DEFAULT_INITIAL_RATE_PER_PARTITION;
+        assert_eq!(first, Budget { per_partition: Some(default / 2), total: None });
+        let measured = super::budget(&config, Duration::from_millis(500), Some(1e6));
+        assert_eq!(measured, Budget { per_partition: None, total: Some(500_000) });
+        let set = super::budget(&source(None, Some(40), None), Duration::from_secs(1), None);
+        assert_eq!(set.per_partition, Some(40), "a rate the user set wins");
     }
 
     #[test]

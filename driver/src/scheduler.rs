@@ -22,6 +22,11 @@ use weir_common::retry::Backoff;
 
 pub type ExecutorId = String;
 
+/// The longest backoff between a task's retries.
+const RETRY_BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The longest wait before a task that met an unreachable Kafka runs again.
+const OUTAGE_RETRY: Duration = Duration::from_secs(2);
+
 #[derive(Debug, Clone, Copy)]
 pub struct Settings {
     /// Failures of one task (retryable ones) before the job stops.
@@ -31,6 +36,9 @@ pub struct Settings {
     /// Whether a task that failed or whose executor was lost runs again. At-most-once says no:
     /// its batch was committed before dispatch, so the task is abandoned and its records lost.
     pub run_again: bool,
+    /// How long a task may keep failing because Kafka does not answer (`Unavailable`) before
+    /// the job stops; `None`: for ever.
+    pub outage_limit: Option<Duration>,
 }
 
 #[derive(Debug)]
@@ -73,7 +81,11 @@ impl TaskState {
 struct Task {
     ranges: Vec<OffsetRange>,
     attempt: u32,
+    /// Failures that count against `max_attempts` (not those of an unreachable Kafka).
     failures: u32,
+    /// Since when the task fails only because Kafka does not answer; reset by a failure of
+    /// its own.
+    unavailable_since: Option<Instant>,
     state: TaskState,
 }
 
@@ -233,6 +245,7 @@ impl Scheduler {
                     ranges: t.ranges.clone(),
                     attempt: 0,
                     failures: 0,
+                    unavailable_since: None,
                     state: TaskState::Waiting { not_before: now },
                 };
                 (t.lane, task)
@@ -269,11 +282,14 @@ impl Scheduler {
             batch.metrics_by_topic.entry(topic).or_default().add(&metrics);
         }
         task.state = TaskState::Done;
+        task.unavailable_since = None;
         true
     }
 
     /// Records a failure: a transient one waits for a retry with backoff; any other kind, or
-    /// one too many, stops the job. `Ok(false)` for an attempt that is not current.
+    /// one too many, stops the job. An `Unavailable` one (Kafka did not answer) is waited out:
+    /// retried without counting, until `outage_limit`. `Ok(false)` for an attempt that is not
+    /// current.
     ///
     /// The backoff is a scheduling decision, not a wait: the task waits in the queue (the loop
     /// never sleeps), so it does not go through `common::retry`; it uses its `Backoff` delays.
@@ -289,30 +305,49 @@ impl Scheduler {
             return Ok(false);
         }
         self.release(executor, &id);
-        let max_attempts = self.settings.max_attempts;
+        let settings = self.settings;
         let backoff = Backoff {
-            initial: self.settings.retry_backoff,
-            max: Duration::from_secs(30),
+            initial: settings.retry_backoff,
+            max: RETRY_BACKOFF_MAX,
             give_up_after: None,
         };
         let retryable = kind.is_retryable();
-        if retryable && !self.settings.run_again {
+        if retryable && !settings.run_again {
             self.abandon(&id);
             return Ok(true);
         }
         let task = self.task_mut(&id).expect("current task");
-        task.failures += 1;
-        if !retryable || task.failures >= max_attempts {
-            return Err(JobFailure {
-                task: id,
-                failures: task.failures,
-                kind,
-                message: message.to_owned(),
-            });
-        }
+        let failure =
+            |failures| JobFailure { task: id, failures, kind, message: message.to_owned() };
+        let delay = if kind == FailureKind::Unavailable {
+            let since = *task.unavailable_since.get_or_insert(now);
+            if settings.outage_limit.is_some_and(|limit| now.duration_since(since) >= limit) {
+                return Err(failure(task.failures + 1));
+            }
+            // Every attempt in an outage already waited for Kafka's own timeouts: retry soon,
+            // so the output resumes within seconds of Kafka's return.
+            settings.retry_backoff.min(OUTAGE_RETRY)
+        } else {
+            task.unavailable_since = None;
+            task.failures += 1;
+            if !retryable || task.failures >= settings.max_attempts {
+                return Err(failure(task.failures));
+            }
+            backoff.delay(task.failures)
+        };
         task.attempt += 1;
-        task.state = TaskState::Waiting { not_before: now + backoff.delay(task.failures) };
+        task.state = TaskState::Waiting { not_before: now + delay };
         Ok(true)
+    }
+
+    /// Since when some recorded task has failed only because Kafka did not answer (the oldest
+    /// such outage); `None` when no task is waiting one out.
+    pub fn unavailable_since(&self) -> Option<Instant> {
+        self.batches
+            .values()
+            .flat_map(|b| b.tasks.values())
+            .filter_map(|t| t.unavailable_since)
+            .min()
     }
 
     /// The next assignments: every waiting task whose lane is free (its earlier tasks done) and

@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 use tracing::{info, warn};
 use weir_common::OffsetRange;
+use weir_common::failure::FailureKind;
 use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId};
 use weir_common::transform::TransformRegistry;
 use weir_proto::v1 as pb;
@@ -24,6 +25,7 @@ use weir_proto::v1::driver_message::Kind;
 
 use crate::context::JobContext;
 use crate::error::{ExecutorError, TaskError};
+use crate::kafka::probe;
 use crate::metrics::ExecutorMetrics;
 use crate::readiness::Readiness;
 use crate::task::{Done, TaskControl, range_lag, spawn_task};
@@ -270,16 +272,24 @@ impl Attacher {
                         Err(_) => self.metrics.task_failed(),
                     }
                     self.sample(&running, &context);
-                    let kind = match result {
-                        Ok(metrics) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
+                    let kind = match (result, &context) {
+                        (Ok(metrics), _) => pb::executor_message::Kind::Succeeded(pb::TaskSucceeded {
                             task: Some(id.into()),
                             metrics: Some(metrics.into()),
                         }),
-                        Err(e) => pb::executor_message::Kind::Failed(pb::TaskFailed {
-                            task: Some(id.into()),
-                            kind: pb::FailureKind::from(e.kind).into(),
-                            message: e.message,
-                        }),
+                        // Was Kafka answering at all? Asked off this loop (it can take
+                        // seconds, and heartbeats must go on); the report follows.
+                        (Err(e), Ok(ctx)) if e.kind == FailureKind::Transient => {
+                            let (ctx, outbox) = (ctx.clone(), outbox.clone());
+                            tokio::spawn(async move {
+                                let classified = tokio::task::spawn_blocking(move || probe::classify(e, &ctx.config)).await;
+                                if let Ok(e) = classified {
+                                    let _ = outbox.send(message(failed(id, e))).await;
+                                }
+                            });
+                            continue;
+                        }
+                        (Err(e), _) => failed(id, e),
                     };
                     if outbox.send(message(kind)).await.is_err() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
@@ -411,6 +421,14 @@ fn process_instance() -> u64 {
 
 fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {
     pb::ExecutorMessage { kind: Some(kind) }
+}
+
+fn failed(task: TaskId, error: TaskError) -> pb::executor_message::Kind {
+    pb::executor_message::Kind::Failed(pb::TaskFailed {
+        task: Some(task.into()),
+        kind: pb::FailureKind::from(error.kind).into(),
+        message: error.message,
+    })
 }
 
 #[cfg(test)]

@@ -20,6 +20,9 @@ use crate::{binaries, etcd, kafka, services};
 
 pub struct JobFixture {
     pub names: TestNames,
+    /// The Kafka cluster of the job's topics and config: the test services' (the default), or a
+    /// test's own ([`crate::kafka_broker::PrivateKafka`]).
+    pub brokers: String,
     pub input: String,
     pub output: String,
     /// The etcd prefix of this job's keys (`checkpoint.prefix`).
@@ -47,14 +50,20 @@ impl JobFixture {
     /// Creates the input and output topics (`partitions` each) and writes a config: Kafka sink,
     /// 200 ms batches, 3 s executor timeout, plus `extra` TOML appended (e.g. a `[transform]`).
     pub async fn new(test: &str, partitions: i32, extra: &str) -> Self {
+        Self::new_on(&services::ensure().kafka_brokers, test, partitions, extra).await
+    }
+
+    /// [`new`](Self::new) on the Kafka cluster at `brokers` (a test's own broker).
+    pub async fn new_on(brokers: &str, test: &str, partitions: i32, extra: &str) -> Self {
         let names = TestNames::new(test);
         let input = names.topic("in");
         let output = names.topic("out");
-        kafka::create_topic(&input, partitions).await;
-        kafka::create_topic(&output, partitions).await;
+        kafka::create_topic_on(brokers, &input, partitions).await;
+        kafka::create_topic_on(brokers, &output, partitions).await;
         let supervisor = Supervisor::new(test);
         let config_path = supervisor.log_dir().join("job.toml");
         let fixture = JobFixture {
+            brokers: brokers.to_owned(),
             prefix: format!("/weir-test/{}", names.job),
             names,
             input,
@@ -81,6 +90,7 @@ impl JobFixture {
             job: &self.names.job,
             prefix: &self.prefix,
             batch_interval: "200ms",
+            brokers: &self.brokers,
             source: source_topics,
             sink,
             grpc_port: self.grpc_port,
@@ -328,6 +338,8 @@ pub struct JobConfig<'a> {
     /// `checkpoint.prefix`.
     pub prefix: &'a str,
     pub batch_interval: &'a str,
+    /// `source.brokers`.
+    pub brokers: &'a str,
     /// `[source]` lines besides the brokers, such as `topics = ["a", "b"]`.
     pub source: &'a str,
     /// The `[sink]` section's body.
@@ -346,7 +358,6 @@ pub struct JobConfig<'a> {
 impl JobConfig<'_> {
     /// The TOML, with the services' addresses.
     pub fn text(&self) -> String {
-        let s = services::ensure();
         let etcd: Vec<String> = self.etcd.iter().map(|e| format!("\"{e}\"")).collect();
         format!(
             r#"[job]
@@ -373,7 +384,7 @@ http_listen = "{http_listen}"
 "#,
             job = self.job,
             batch_interval = self.batch_interval,
-            brokers = s.kafka_brokers,
+            brokers = self.brokers,
             source = self.source,
             sink = self.sink,
             etcd = etcd.join(", "),

@@ -80,16 +80,31 @@ pub fn record_payload(id: u64) -> String {
 
 /// Base client settings for the test broker.
 pub fn client_config() -> ClientConfig {
+    client_config_on(&services::ensure().kafka_brokers)
+}
+
+/// Base client settings for the cluster at `brokers` (a test's own broker).
+pub fn client_config_on(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
-    config.set("bootstrap.servers", &services::ensure().kafka_brokers);
+    config.set("bootstrap.servers", brokers);
     config
+}
+
+/// The shared test broker's address.
+fn shared() -> &'static str {
+    &services::ensure().kafka_brokers
 }
 
 /// Creates `name` with `partitions` partitions (replication 1) and waits until every partition
 /// has a leader, so a producer started right after never sees "unknown partition".
 pub async fn create_topic(name: &str, partitions: i32) {
+    create_topic_on(shared(), name, partitions).await
+}
+
+/// [`create_topic`] on the cluster at `brokers`.
+pub async fn create_topic_on(brokers: &str, name: &str, partitions: i32) {
     let admin: AdminClient<DefaultClientContext> =
-        client_config().create().expect("admin client for the test broker");
+        client_config_on(brokers).create().expect("admin client for the test broker");
     let topic = NewTopic::new(name, partitions, TopicReplication::Fixed(1));
     let options = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
     let results = admin.create_topics([&topic], &options).await.expect("CreateTopics request");
@@ -98,7 +113,7 @@ pub async fn create_topic(name: &str, partitions: i32) {
             panic!("creating topic {topic} failed: {code}");
         }
     }
-    let consumer: BaseConsumer = client_config().create().expect("metadata client");
+    let consumer: BaseConsumer = client_config_on(brokers).create().expect("metadata client");
     let started = Instant::now();
     loop {
         if let Ok(metadata) = consumer.fetch_metadata(Some(name), Duration::from_secs(5)) {
@@ -133,7 +148,14 @@ pub async fn produce_range(
 
 /// An idempotent producer for test input, to reuse across many [`produce_with`] calls.
 pub fn test_producer() -> FutureProducer {
-    client_config()
+    test_producer_on(shared())
+}
+
+/// [`test_producer`] for the cluster at `brokers`. Its records wait out an outage of up to
+/// ten minutes in its queue before they fail.
+pub fn test_producer_on(brokers: &str) -> FutureProducer {
+    client_config_on(brokers)
+        .set("message.timeout.ms", "600000")
         .set("enable.idempotence", "true")
         .set("linger.ms", "5")
         .create()
@@ -197,8 +219,20 @@ pub async fn produce_paced(
     produce_over: Duration,
     slice_every: Duration,
 ) -> (Vec<Produced>, Duration) {
+    produce_paced_on(shared(), topic, partitions, records, produce_over, slice_every).await
+}
+
+/// [`produce_paced`] to the cluster at `brokers`.
+pub async fn produce_paced_on(
+    brokers: &str,
+    topic: String,
+    partitions: i32,
+    records: u64,
+    produce_over: Duration,
+    slice_every: Duration,
+) -> (Vec<Produced>, Duration) {
     let started = tokio::time::Instant::now();
-    let producer = test_producer();
+    let producer = test_producer_on(brokers);
     let slices = ((produce_over.as_millis() / slice_every.as_millis().max(1)) as u64)
         .clamp(1, records.max(1));
     let mut produced = Vec::with_capacity(records as usize);
@@ -221,12 +255,12 @@ pub enum Isolation {
 }
 
 /// A consumer that never commits, with partition-EOF events on.
-fn judge_consumer(isolation: Isolation) -> BaseConsumer {
+fn judge_consumer(brokers: &str, isolation: Isolation) -> BaseConsumer {
     let level = match isolation {
         Isolation::ReadCommitted => "read_committed",
         Isolation::ReadUncommitted => "read_uncommitted",
     };
-    client_config()
+    client_config_on(brokers)
         .set("group.id", crate::names::unique("weir-judge"))
         .set("enable.auto.commit", "false")
         .set("enable.auto.offset.store", "false")
@@ -256,9 +290,18 @@ pub async fn read_committed(topic: &str) -> BTreeMap<i32, Vec<Consumed>> {
 /// Reads every record of `topic` visible at `isolation`, per partition in offset order, until
 /// every partition reached its end.
 pub async fn read_topic(topic: &str, isolation: Isolation) -> BTreeMap<i32, Vec<Consumed>> {
-    let topic = topic.to_owned();
+    read_topic_on(shared(), topic, isolation).await
+}
+
+/// [`read_topic`] on the cluster at `brokers`.
+pub async fn read_topic_on(
+    brokers: &str,
+    topic: &str,
+    isolation: Isolation,
+) -> BTreeMap<i32, Vec<Consumed>> {
+    let (brokers, topic) = (brokers.to_owned(), topic.to_owned());
     tokio::task::spawn_blocking(move || {
-        let consumer = judge_consumer(isolation);
+        let consumer = judge_consumer(&brokers, isolation);
         let partitions = partition_count(&consumer, &topic);
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
@@ -298,7 +341,7 @@ pub async fn read_range(topic: &str, partition: i32, from: i64, until: i64) -> V
     }
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
-        let consumer = judge_consumer(Isolation::ReadCommitted);
+        let consumer = judge_consumer(shared(), Isolation::ReadCommitted);
         let mut assignment = TopicPartitionList::new();
         assignment.add_partition_offset(&topic, partition, Offset::Offset(from)).expect("offset");
         consumer.assign(&assignment).expect("assign");

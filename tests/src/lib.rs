@@ -20,6 +20,7 @@ pub mod etcd;
 pub mod group;
 pub mod job;
 pub mod kafka;
+pub mod kafka_broker;
 pub mod metrics;
 pub mod names;
 pub mod oracle;

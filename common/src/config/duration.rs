@@ -54,6 +54,60 @@ pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duratio
     deserializer.deserialize_any(DurationVisitor)
 }
 
+/// An optional duration: `"off"` (or `""`) is `None`, and `None` is written `"off"`.
+pub mod optional {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(
+        duration: &Option<Duration>,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
+        match duration {
+            Some(duration) => super::serialize(duration, serializer),
+            None => serializer.serialize_str("off"),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<Option<Duration>, D::Error> {
+        deserializer.deserialize_any(OptionalVisitor)
+    }
+
+    struct OptionalVisitor;
+
+    impl<'de> de::Visitor<'de> for OptionalVisitor {
+        type Value = Option<Duration>;
+
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            write!(f, "a duration like {EXAMPLES}, or \"off\"")
+        }
+
+        fn visit_str<E: de::Error>(self, text: &str) -> Result<Self::Value, E> {
+            match text {
+                "" | "off" => Ok(None),
+                text => DurationVisitor.visit_str(text).map(Some),
+            }
+        }
+
+        fn visit_i64<E: de::Error>(self, number: i64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_i64(number).map(Some)
+        }
+
+        fn visit_u64<E: de::Error>(self, number: u64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_u64(number).map(Some)
+        }
+
+        fn visit_f64<E: de::Error>(self, number: f64) -> Result<Self::Value, E> {
+            DurationVisitor.visit_f64(number).map(Some)
+        }
+
+        fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+            DurationVisitor.visit_bool(value).map(Some)
+        }
+    }
+}
+
 struct DurationVisitor;
 
 impl DurationVisitor {

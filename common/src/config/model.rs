@@ -80,7 +80,22 @@ pub struct SourceConfig {
     pub kafka: BTreeMap<String, String>,
 }
 
+/// The rate per partition of the first batches after a start when `initial_rate_per_partition`
+/// is not set and backpressure is on, so that a first batch never takes a whole backlog: with the
+/// default 1 s interval, 10,000 records per partition, which a task reads and writes in well under
+/// a second.
+pub const DEFAULT_INITIAL_RATE_PER_PARTITION: u64 = 10_000;
+
 impl SourceConfig {
+    /// The rate per partition that bounds the batches after a start until the rate controller
+    /// has measured one: `initial_rate_per_partition`, or with backpressure on, the default
+    /// [`DEFAULT_INITIAL_RATE_PER_PARTITION`]. (Without backpressure nothing is ever measured,
+    /// so a default would cap every batch; only the limits the user set apply then.)
+    pub fn effective_initial_rate(&self) -> Option<u64> {
+        let default = self.backpressure.then_some(DEFAULT_INITIAL_RATE_PER_PARTITION);
+        self.initial_rate_per_partition.or(default)
+    }
+
     /// The pattern anchored as `^(?:pattern)$`, so it must match the whole topic name. `None`
     /// when topics are listed (or the pattern does not compile, which `validate` refuses).
     pub fn topic_matcher(&self) -> Option<regex::Regex> {
@@ -259,6 +274,11 @@ pub struct DriverSection {
     /// attempt.
     #[serde(with = "super::duration")]
     pub task_stall_timeout: Duration,
+    /// How long the job waits out a Kafka cluster that does not answer (tasks failing while
+    /// it is unreachable, planning that cannot ask it for offsets) before it stops; `None`
+    /// (written `"off"`): for ever. Such failures never use up `max_task_attempts`.
+    #[serde(with = "super::duration::optional")]
+    pub outage_limit: Option<Duration>,
     /// How many of the latest batches the status page and `/api/status` keep.
     pub status_history: usize,
     /// Whether `/metrics` has a lag series per partition (off for jobs with many partitions).
@@ -283,6 +303,7 @@ impl Default for DriverSection {
             max_task_attempts: 4,
             task_retry_backoff: Duration::from_millis(500),
             task_stall_timeout: Duration::from_secs(300),
+            outage_limit: None,
             status_history: 100,
             partition_metrics: true,
         }

@@ -339,6 +339,7 @@ fn to_toml_string_round_trips() {
     config.driver.http_listen = None;
     config.driver.advertise = Some("http://driver:7070".into());
     config.driver.executor_timeout = Duration::from_secs(120);
+    config.driver.outage_limit = Some(Duration::from_secs(600));
     let text = config.to_toml_string();
     assert_eq!(JobConfig::from_toml_str(&text).unwrap(), config, "{text}");
 
@@ -415,6 +416,18 @@ fn extreme_durations_are_refused_by_name() {
     );
     let err = error(&with("[driver]\ntask_retry_backoff = \"1h\""));
     assert_eq!(err, r#"driver.task_retry_backoff: got "1h", expected at most "10m""#);
+    let err = error(&with("[driver]\noutage_limit = \"30s\""));
+    assert_eq!(err, r#"driver.outage_limit: got "30s", expected at least "1m", or "off""#);
+}
+
+#[test]
+fn the_outage_limit_is_off_by_default_and_takes_a_duration_or_off() {
+    let limit = |extra: &str| JobConfig::from_toml_str(&with(extra)).unwrap().driver.outage_limit;
+    assert_eq!(limit(""), None, "waited out for ever by default");
+    assert_eq!(limit("[driver]\noutage_limit = \"off\""), None);
+    assert_eq!(limit("[driver]\noutage_limit = \"15m\""), Some(Duration::from_secs(900)));
+    let err = error(&with("[driver]\noutage_limit = 15"));
+    assert!(err.contains("driver.outage_limit") && err.contains("not a duration"), "{err}");
 }
 
 #[test]

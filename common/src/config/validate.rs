@@ -334,6 +334,14 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
         let expected = "at least three heartbeat_intervals (progress travels with the heartbeats)";
         return Err(invalid("driver.task_stall_timeout", value, expected));
     }
+    // An outage shorter than one task's own timeouts (a read stall is 30s) would end the job at
+    // the first broker restart.
+    if let Some(limit) = driver.outage_limit
+        && limit < Duration::from_secs(60)
+    {
+        let value = quoted(&duration::format(limit));
+        return Err(invalid("driver.outage_limit", value, "at least \"1m\", or \"off\""));
+    }
     if !(1..=10_000).contains(&driver.status_history) {
         let value = driver.status_history.to_string();
         return Err(invalid("driver.status_history", value, "between 1 and 10000 batches"));

@@ -129,6 +129,8 @@ impl JobLoop {
         self.planned.retain(|tp, _| !deleted.contains(&tp.topic));
         self.deleted_topics.extend(deleted.iter().cloned());
         self.committed.next_offsets.retain(|tp, _| !deleted.contains(&tp.topic));
+        let pruned = self.lanes.prune_topics(&deleted);
+        info!(lanes = pruned, "Lanes of the deleted topics pruned from the lane map");
         self.write_offsets_and_lanes("writing offsets without the deleted topics to etcd").await
     }
 }

@@ -32,7 +32,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 use weir_common::batch::BatchPlan;
-use weir_common::config::{Guarantee, JobConfig};
+use weir_common::config::{Guarantee, JobConfig, duration};
 use weir_common::control::JobState;
 use weir_common::lanes::LaneMap;
 use weir_common::retry::{Backoff, retry};
@@ -130,6 +130,7 @@ impl JobLoop {
             max_attempts: config.driver.max_task_attempts,
             retry_backoff: config.driver.task_retry_backoff,
             run_again: guarantee != Guarantee::AtMostOnce,
+            outage_limit: config.driver.outage_limit,
         };
         let rate = config.source.backpressure.then(|| {
             RateController::new(config.job.batch_interval, Limits::for_partitions(0, None))
@@ -301,6 +302,7 @@ impl JobLoop {
         }
         let backlog = self.scheduler.backlog(now);
         let in_flight = self.scheduler.batches_in_flight();
+        let outage = self.scheduler.unavailable_since();
         self.status.send_modify(|status| {
             status.executors = executors;
             status
@@ -326,6 +328,21 @@ impl JobLoop {
                     status.done_waiting("no_executor");
                     status.done_waiting("slots");
                 }
+            }
+            match outage {
+                Some(since) => {
+                    let limit = match self.config.driver.outage_limit {
+                        Some(limit) => format!("the job stops after {}", duration::format(limit)),
+                        None => "waited out for as long as it lasts".to_owned(),
+                    };
+                    let message = format!(
+                        "Kafka to answer: tasks fail because it does not respond ({limit}; not \
+                         counted against max_task_attempts)"
+                    );
+                    let since_ms = now_ms() - now.duration_since(since).as_millis() as i64;
+                    status.wait("kafka_outage", message, since_ms);
+                }
+                None => status.done_waiting("kafka_outage"),
             }
             let m = &self.metrics;
             m.executors.set(status.executors.len() as i64);

@@ -19,6 +19,19 @@ use crate::planner::{self, PartitionState, plan_batch};
 use crate::rate::{Limits, RateController};
 
 impl JobLoop {
+    /// `Ok` while the planning outage (Kafka not answering) is shorter than
+    /// `driver.outage_limit`; past it, `error` stops the job.
+    fn outage_within_limit(&self, error: DriverError) -> Result<(), DriverError> {
+        let Some(limit) = self.config.driver.outage_limit else { return Ok(()) };
+        let since_ms = self.status.borrow().waits.get("kafka").map(|w| w.since_ms);
+        match since_ms {
+            Some(since) if now_ms() - since >= limit.as_millis() as i64 => {
+                Err(DriverError::OutageLimit { limit, error: Box::new(error) })
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// Plans, records and queues the next batch, if there is room and there are new records.
     /// Kafka being unreachable skips this round (the next tick tries again).
     pub(super) async fn plan(&mut self) -> Result<(), DriverError> {
@@ -33,7 +46,7 @@ impl JobLoop {
             Err(e @ DriverError::Kafka { .. }) if e.is_retryable() => {
                 warn!(error = %e, "Cannot plan a batch: Kafka did not answer; trying again next interval");
                 self.status.send_modify(|s| s.wait("kafka", e.to_string(), now_ms()));
-                return Ok(());
+                return self.outage_within_limit(e);
             }
             Err(e) => return Err(e),
         };

@@ -11,12 +11,12 @@ use weir_common::failure::FailureKind;
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::{OffsetRange, TopicPartition};
 
-use super::{Assignment, JobFailure, Scheduler, Settings};
+use super::{Assignment, JobFailure, OUTAGE_RETRY, Scheduler, Settings};
 
 const BACKOFF: Duration = Duration::from_secs(1);
 
 fn settings() -> Settings {
-    Settings { max_attempts: 3, retry_backoff: BACKOFF, run_again: true }
+    Settings { max_attempts: 3, retry_backoff: BACKOFF, run_again: true, outage_limit: None }
 }
 
 /// Lane `lane`'s ranges in batch `batch`: one partition per lane, 100 offsets per batch.
@@ -384,6 +384,60 @@ fn too_many_retryable_failures_stop_the_job_naming_the_task() {
     let text = failure.to_string();
     assert!(text.contains("batch 7 lane 3"), "{text}");
     assert!(text.contains("disk full"), "{text}");
+}
+
+/// Fails the one running task of `s` on executor "a" with `kind`, then dispatches its retry.
+fn fail_and_retry(
+    s: &mut Scheduler,
+    kind: FailureKind,
+    now: Instant,
+) -> Result<TaskId, JobFailure> {
+    let running = s.running();
+    let (_, task) = running.first().expect("a running task");
+    s.task_failed("a", *task, kind, "Kafka did not answer", now)?;
+    let retry = s.dispatch(now + Duration::from_secs(60));
+    assert_eq!(retry.len(), 1, "the task runs again");
+    Ok(retry[0].task)
+}
+
+#[test]
+fn an_unreachable_kafka_is_waited_out_without_using_up_attempts() {
+    let t0 = Instant::now();
+    let mut s = scheduler();
+    s.add_executor("a".into(), 1, t0);
+    s.add_batch(plan(1, [0]), t0);
+    s.dispatch(t0);
+    // Far more outage failures than max_attempts (3), over an hour: the task keeps running.
+    let mut now = t0;
+    for _ in 0..20 {
+        now += Duration::from_secs(180);
+        fail_and_retry(&mut s, FailureKind::Unavailable, now).expect("waited out");
+    }
+    assert_eq!(s.unavailable_since(), Some(t0 + Duration::from_secs(180)), "since the first");
+    // Its own failures still count, from zero: two more transient ones are allowed, not three.
+    fail_and_retry(&mut s, FailureKind::Transient, now).expect("first own failure");
+    assert_eq!(s.unavailable_since(), None, "a failure of its own ends the outage");
+    fail_and_retry(&mut s, FailureKind::Transient, now).expect("second own failure");
+    let failure = fail_and_retry(&mut s, FailureKind::Transient, now).unwrap_err();
+    assert_eq!(failure.failures, 3);
+}
+
+#[test]
+fn an_outage_longer_than_the_outage_limit_stops_the_job() {
+    let t0 = Instant::now();
+    let limit = Duration::from_secs(600);
+    let mut s = Scheduler::new(Settings { outage_limit: Some(limit), ..settings() });
+    s.add_executor("a".into(), 1, t0);
+    s.add_batch(plan(4, [2]), t0);
+    let first = s.dispatch(t0)[0].task;
+    // The first unavailable failure starts the clock; retries come within seconds.
+    assert_eq!(s.task_failed("a", first, FailureKind::Unavailable, "no broker", t0), Ok(true));
+    assert!(s.dispatch(t0 + OUTAGE_RETRY).len() == 1, "retried within {OUTAGE_RETRY:?}");
+    let late = t0 + limit - Duration::from_secs(1);
+    fail_and_retry(&mut s, FailureKind::Unavailable, late).expect("still within the limit");
+    let failure = fail_and_retry(&mut s, FailureKind::Unavailable, t0 + limit).unwrap_err();
+    assert_eq!(failure.kind, FailureKind::Unavailable);
+    assert_eq!(failure.task.batch, 4);
 }
 
 #[test]

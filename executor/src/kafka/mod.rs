@@ -1,6 +1,7 @@
 //! The executor's Kafka clients: cached per-partition range readers and the shared producer.
 
 pub mod group;
+pub mod probe;
 pub mod producer;
 pub mod range_reader;
 

@@ -221,11 +221,35 @@ fn read_into(
                 seeked = true;
                 unproven_eof = None;
             }
+            // The connection state librdkafka reports and recovers from by itself (a broker
+            // away, then back): the stall timeout still bounds the wait. Failing here would
+            // fail the task on a stale event queued while the broker was down.
+            Some(Err(e)) if is_connection_state(&e) => {
+                if last_progress.elapsed() > STALL_TIMEOUT {
+                    return Err(classify(e, range, position));
+                }
+            }
             Some(Err(e)) => return Err(classify(e, range, position)),
         }
     }
     cached.next = Some(until);
     Ok(lost)
+}
+
+fn is_connection_state(e: &KafkaError) -> bool {
+    use RDKafkaErrorCode as C;
+    matches!(
+        e.rdkafka_error_code(),
+        Some(
+            C::AllBrokersDown
+                | C::BrokerTransportFailure
+                | C::Resolve
+                | C::BrokerNotAvailable
+                | C::LeaderNotAvailable
+                | C::NotLeaderForPartition
+                | C::NetworkException
+        )
+    )
 }
 
 fn is_out_of_range(e: &KafkaError) -> bool {

@@ -42,7 +42,7 @@ use std::time::{Duration, Instant};
 
 pub use faults::{Fault, SEED_VARIABLE, Schedule, XorShift64, chaos_seed};
 pub use outcome::{Outcome, Recovery, RecoverySummary};
-pub use readers::{read_files, read_kafka};
+pub use readers::{read_files, read_kafka, read_kafka_on};
 
 use crate::job::JobFixture;
 use crate::kafka;

@@ -9,8 +9,15 @@ use crate::oracle::{Observed, Stream};
 
 /// The output topic as a `read_committed` reader sees it: one stream per output partition.
 pub async fn read_kafka(topic: &str) -> Observed {
+    read_kafka_on(&crate::services::ensure().kafka_brokers, topic).await
+}
+
+/// [`read_kafka`] on the cluster at `brokers` (a test's own broker).
+pub async fn read_kafka_on(brokers: &str, topic: &str) -> Observed {
     let mut observed = Observed::default();
-    for (partition, records) in kafka::read_committed(topic).await {
+    for (partition, records) in
+        kafka::read_topic_on(brokers, topic, kafka::Isolation::ReadCommitted).await
+    {
         let mut ids = Vec::with_capacity(records.len());
         for record in &records {
             match record.id() {

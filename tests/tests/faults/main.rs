@@ -9,6 +9,7 @@
 mod bad_code;
 mod chaos;
 mod etcd_outages;
+mod kafka_outage;
 mod long_tasks;
 mod single;
 

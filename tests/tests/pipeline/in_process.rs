@@ -70,6 +70,7 @@ fn config(job: &JobFixture) -> Arc<weir_common::config::JobConfig> {
         job: &job.names.job,
         prefix: &job.prefix,
         batch_interval: "200ms",
+        brokers: &job.brokers,
         source: &format!("topics = [\"{}\"]", job.input),
         sink: &sink,
         grpc_port: 0,

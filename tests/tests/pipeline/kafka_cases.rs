@@ -253,6 +253,12 @@ async fn a_deleted_source_topic_fails_or_is_skipped() {
             assert!(log.contains("Source topics deleted; no longer read"), "{log}");
             let counts = id_counts(&kafka::read_committed(&job.output).await);
             assert_eq!(counts.len(), 1_500, "everything read before and after the deletion");
+            // etcd keeps no trace of the deleted topic: its lanes are pruned too.
+            let keys = job.etcd_keys().await;
+            let lanes = keys.iter().find(|(key, _)| key.ends_with("/lanes")).expect("lane map");
+            let lanes = weir_common::lanes::LaneMap::decode(lanes.1).expect("a lane map");
+            let topics: Vec<&str> = lanes.iter().map(|(tp, _)| tp.topic.as_str()).collect();
+            assert_eq!(topics, [kept.as_str(), kept.as_str()], "only the kept topic's lanes");
         }
     }
 }

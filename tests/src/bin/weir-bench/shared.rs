@@ -86,6 +86,7 @@ impl BenchJob {
             job: &name,
             prefix: &prefix,
             batch_interval: "1s",
+            brokers: &weir_tests::services::ensure().kafka_brokers,
             source: &format!("topics = [\"{input}\"]"),
             sink: &format!("type = \"kafka\"\ntopic = \"{output}\"\nguarantee = \"{guarantee}\""),
             grpc_port: free_port(),
