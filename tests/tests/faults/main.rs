@@ -6,6 +6,7 @@
 //! Scenarios run one at a time (the harness serialises them) and each prints its verdict and
 //! its recovery times.
 
+mod backlog;
 mod bad_code;
 mod chaos;
 mod etcd_outages;
