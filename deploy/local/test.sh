@@ -6,7 +6,8 @@
 # this script started are stopped when it ends, pass or fail.
 #
 # Extra arguments go to `cargo test`, e.g. `deploy/local/test.sh -p weir-tests smoke`.
-# WEIR_SKIP_FRESH_MACHINE=1 skips the container check (for a quick local loop; CI never sets it).
+# WEIR_SKIP_FRESH_MACHINE=1 skips the container check (for a quick local loop; CI never sets it),
+# and with it the compose check (deploy/compose/compose.sh check; WEIR_SKIP_COMPOSE=1 skips only it).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -20,6 +21,15 @@ if [ "${WEIR_SKIP_FRESH_MACHINE:-0}" = 1 ]; then
 else
   step "fresh machine: the install step and the release build in a clean Debian 12 container"
   bash "$root/deploy/docker/fresh-machine.sh"
+fi
+
+# The images carry the release binaries the fresh-machine check just built; with that check
+# skipped, so is this one unless WEIR_SKIP_COMPOSE=0.
+if [ "${WEIR_SKIP_COMPOSE:-${WEIR_SKIP_FRESH_MACHINE:-0}}" = 1 ]; then
+  step "compose: skipped (WEIR_SKIP_COMPOSE=1 or WEIR_SKIP_FRESH_MACHINE=1)"
+else
+  step "compose: the images, and deploy/compose/compose.yaml up, the demo job flowing, scaled, down"
+  bash "$root/deploy/compose/compose.sh" check
 fi
 
 step "install (apt packages, Kafka jars; cached after the first run) and services"
