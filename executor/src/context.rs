@@ -1,20 +1,23 @@
 //! A job's executor-side state, built from the driver's effective config: the transform pipeline,
-//! the sink, the dead-letter writer, the consumer cache and the shared producers. Built once per
-//! config and reused by every task and across reconnects (so caches stay warm); rebuilt only if
-//! the config changes.
+//! the sink, the dead-letter writer, the consumer cache, the shared producers and the gates that
+//! know the limits of the topics the sink writes. Built once per config and reused by every task
+//! and across reconnects (so caches stay warm); rebuilt only if the config changes. Building
+//! never waits on Kafka: producers and topic limits are made and read at the first task that
+//! needs them, on its thread.
 
 use std::sync::Arc;
 
-use weir_common::config::{Guarantee, JobConfig, SinkKind};
+use weir_common::config::{Guarantee, JobConfig, Partitioning, SinkKind};
 use weir_common::transform::{OnRecordError, Pipeline, TransformRegistry};
 
 use crate::error::TaskError;
 use crate::kafka::client_config;
 use crate::kafka::group::GroupProgress;
-use crate::kafka::producer::SharedProducer;
+use crate::kafka::producer::LazyProducer;
 use crate::kafka::range_reader::ConsumerCache;
 use crate::metrics::TransactionCounters;
 use crate::sink::Sink;
+use crate::sink::admission::{KafkaLimits, LimitReader, ProducerLimits, TopicGate};
 use crate::sink::dead_letters::DeadLetters;
 use crate::sink::file::FileSink;
 use crate::sink::kafka::KafkaSink;
@@ -26,13 +29,16 @@ pub struct JobContext {
     pub config: JobConfig,
     pub pipeline: Pipeline,
     pub sink: Box<dyn Sink>,
+    /// The Kafka sink's output topic and what it accepts: a task checks every record against
+    /// it before writing, and a refused record follows `on_record_error`.
+    pub output_gate: Option<Arc<TopicGate>>,
     /// Dead letters outside the sink's own unit of work (every sink but the transactional one).
     pub dead_letters: Option<DeadLetters>,
     pub on_record_error: OnRecordError,
     pub consumers: ConsumerCache,
-    /// The idempotent producers the sink and the dead letters share, each once (the
-    /// exactly-once sink's lane producers are the sink's own).
-    producers: Vec<SharedProducer>,
+    /// The idempotent producer the sink and the dead letters share, or the dead letters' own
+    /// (the exactly-once sink's lane producers are the sink's own).
+    producer: Option<Arc<LazyProducer>>,
 }
 
 impl JobContext {
@@ -49,29 +55,53 @@ impl JobContext {
             .map_err(|e| TaskError::config(e.to_string()))?;
         let source = &config.source;
         let sink_brokers = config.sink.brokers(source).to_owned();
-        // One producer per cluster, shared by the sink and the dead letters when they match.
-        let mut sink_producer = None;
-        let mut producer_for = |brokers: &str| -> Result<SharedProducer, TaskError> {
-            if let Some(p) = &sink_producer {
-                return Ok(SharedProducer::clone(p));
-            }
-            let p = SharedProducer::new(client_config(brokers, &config.sink.kafka), brokers)?;
-            sink_producer = Some(p.clone());
-            Ok(p)
-        };
         let on_record_error = config.transform.on_record_error;
-        let mut dead_letter_topic = match on_record_error {
-            OnRecordError::DeadLetter => config.transform.dead_letter_topic.clone(),
+        let exactly_once = config.sink.guarantee == Guarantee::ExactlyOnce;
+        let kafka_sink = config.sink.kind == SinkKind::Kafka;
+        // Dead letters go to the sink's cluster when the sink is Kafka, else the source's.
+        let dead_letter_brokers = if kafka_sink { &sink_brokers } else { &source.brokers };
+        let producer_limits = ProducerLimits::of(&config.sink.kafka);
+        let limits_on = |brokers: &str| -> Arc<dyn LimitReader> {
+            Arc::new(KafkaLimits::new(client_config(brokers, &config.sink.kafka), brokers))
+        };
+        // One reader (one admin client, made at its first read) per cluster.
+        let sink_limits = limits_on(&sink_brokers);
+        let output_gate = match (kafka_sink, &config.sink.topic) {
+            (false, _) => None,
+            (true, None) => return Err(TaskError::config("sink.topic: missing")),
+            (true, Some(topic)) => {
+                let reader = sink_limits.clone();
+                let partitioning = config.sink.partitioning;
+                Some(Arc::new(TopicGate::new(topic, partitioning, producer_limits, reader)))
+            }
+        };
+        let dead_letter_gate = match (on_record_error, &config.transform.dead_letter_topic) {
+            (OnRecordError::DeadLetter, Some(topic)) => {
+                let reader =
+                    if kafka_sink { sink_limits.clone() } else { limits_on(dead_letter_brokers) };
+                Some(Arc::new(TopicGate::new(topic, Partitioning::Key, producer_limits, reader)))
+            }
             _ => None,
         };
-        let exactly_once = config.sink.guarantee == Guarantee::ExactlyOnce;
+        // One shared producer: the sink's (when it is Kafka but not exactly-once), which also
+        // writes the dead letters, or the dead letters' own.
+        let shared_gates: Vec<Arc<TopicGate>> = match (&output_gate, exactly_once) {
+            (Some(output), false) => {
+                [Some(output), dead_letter_gate.as_ref()].into_iter().flatten().cloned().collect()
+            }
+            (Some(_), true) => Vec::new(),
+            (None, _) => dead_letter_gate.iter().cloned().collect(),
+        };
+        let producer = (!shared_gates.is_empty()).then(|| {
+            let brokers = if kafka_sink { &sink_brokers } else { dead_letter_brokers };
+            let config = client_config(brokers, &config.sink.kafka);
+            Arc::new(LazyProducer::new(config, brokers, shared_gates))
+        });
         let sink: Box<dyn Sink> = match config.sink.kind {
             SinkKind::Kafka => {
-                let topic = config
-                    .sink
-                    .topic
-                    .clone()
-                    .ok_or_else(|| TaskError::config("sink.topic: missing"))?;
+                let output_gate = output_gate.clone().expect("a Kafka sink has a topic");
+                let topic = output_gate.topic().to_owned();
+                let partitioning = config.sink.partitioning;
                 if exactly_once {
                     // Validation keeps the sink on the source's cluster: the group's offsets
                     // and the output share one transaction.
@@ -82,19 +112,17 @@ impl JobContext {
                         producer_config: client_config(&sink_brokers, &config.sink.kafka),
                         brokers: sink_brokers.clone(),
                         topic,
-                        partitioning: config.sink.partitioning,
+                        partitioning,
+                        output_gate,
                         // Dead letters go inside each task's transaction.
-                        dead_letter_topic: dead_letter_topic.take(),
+                        dead_letter_gate: dead_letter_gate.clone(),
                         transaction_timeout: config.sink.transaction_timeout,
                         group: GroupProgress::new(group_config, &group)?,
                         counters: transactions,
                     }))
                 } else {
-                    Box::new(KafkaSink::new(
-                        producer_for(&sink_brokers)?,
-                        topic,
-                        config.sink.partitioning,
-                    ))
+                    let producer = producer.clone().expect("the sink's shared producer");
+                    Box::new(KafkaSink::new(producer, topic, partitioning))
                 }
             }
             SinkKind::File => {
@@ -107,25 +135,12 @@ impl JobContext {
             }
             SinkKind::Stdout => Box::new(StdoutSink),
         };
-        let mut dead_letters_own_producer = None;
-        let dead_letters = match dead_letter_topic {
-            Some(topic) => {
-                // Dead letters go to the sink's cluster when the sink is Kafka, else the source's.
-                let producer = if config.sink.kind == SinkKind::Kafka {
-                    producer_for(&sink_brokers)?
-                } else {
-                    let own = SharedProducer::new(
-                        client_config(&source.brokers, &config.sink.kafka),
-                        &source.brokers,
-                    )?;
-                    dead_letters_own_producer = Some(own.clone());
-                    own
-                };
-                Some(DeadLetters::new(producer, topic))
+        let dead_letters = match (dead_letter_gate, &producer) {
+            (Some(gate), Some(producer)) if !(kafka_sink && exactly_once) => {
+                Some(DeadLetters::new(producer.clone(), gate))
             }
-            None => None,
+            _ => None,
         };
-        let producers = sink_producer.into_iter().chain(dead_letters_own_producer).collect();
         let mut consumer_config = client_config(&source.brokers, &source.kafka);
         if consumer_config.get("group.id").is_none() {
             // librdkafka wants a group for `assign`; nothing is ever committed to it.
@@ -137,16 +152,17 @@ impl JobContext {
             config,
             pipeline,
             sink,
+            output_gate,
             dead_letters,
             on_record_error,
             consumers,
-            producers,
+            producer,
         }))
     }
 
-    /// Messages waiting in the queues of every producer of this job: the shared ones and the
+    /// Messages waiting in the queues of every producer of this job: the shared one and the
     /// sink's own.
     pub fn queued_messages(&self) -> u64 {
-        self.sink.queued_messages() + self.producers.iter().map(SharedProducer::queued).sum::<u64>()
+        self.sink.queued_messages() + self.producer.as_ref().map_or(0, |p| p.queued())
     }
 }

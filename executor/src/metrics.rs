@@ -156,7 +156,7 @@ impl ExecutorMetrics {
         );
         r.register(
             "weir_executor_records_rejected",
-            "Records a transform rejected (skipped or sent to the dead letters)",
+            "Records a transform rejected or the sink's topic refused (skipped, dead-lettered or failed)",
             self.records_rejected.clone(),
         );
         r.register(

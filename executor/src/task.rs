@@ -1,7 +1,10 @@
 //! Runs one task: reads each range, passes every record through the transform, writes the
-//! results to the sink and the rejects by `on_record_error`, then finishes the sink. A task the
-//! sink finds already committed (an exactly-once replay) reads and writes nothing. Blocking
-//! code (librdkafka polls), run on a blocking thread; records stream through one at a time.
+//! results to the sink and the rejects by `on_record_error`, then finishes the sink. A record the
+//! sink's topic would refuse (too large, a timestamp out of its bounds, a partition it does not
+//! have: `sink/admission.rs`) is a reject too, on the same path: it is never written, so it
+//! cannot fail the task on every attempt. A task the sink finds already committed (an
+//! exactly-once replay) reads and writes nothing. Blocking code (librdkafka polls), run on a
+//! blocking thread; records stream through one at a time.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -18,7 +21,7 @@ use weir_common::{Header, OffsetRange, Record, TopicPartition};
 
 use crate::context::JobContext;
 use crate::error::TaskError;
-use crate::sink::{Begun, record_bytes};
+use crate::sink::{Begun, TaskOutput, record_bytes};
 
 /// The ranges still to read when part of the task is durable: each from where `from` says
 /// (never outside the range); ranges already read to their end are left out.
@@ -122,8 +125,9 @@ pub fn run_task(
     };
     let ranges = resumed.as_deref().unwrap_or(ranges);
     if let Some(dead_letters) = &ctx.dead_letters {
-        output = dead_letters.wrap(output);
+        output = dead_letters.wrap(output, ranges);
     }
+    let mut admission = ctx.output_gate.as_deref().map(|gate| gate.admission());
     for range in ranges {
         metrics.records_lost += ctx.consumers.read(range, &control.cancel, |message| {
             let record = record_of(message);
@@ -132,7 +136,18 @@ pub fn run_task(
                 control.records_in.store(metrics.records_in, Ordering::Relaxed);
             }
             metrics.bytes_in += record_bytes(&record);
-            match ctx.pipeline.apply(record) {
+            let outcome = match ctx.pipeline.apply(record) {
+                Outcome::Emit(out) => match admission.as_mut().and_then(|a| a.refusal(&out, &[])) {
+                    // The input record, unchanged, as a transform's reject is.
+                    Some(refusal) => Outcome::Rejected {
+                        record: record_of(message),
+                        reason: refusal.to_string(),
+                    },
+                    None => Outcome::Emit(out),
+                },
+                outcome => outcome,
+            };
+            match outcome {
                 Outcome::Emit(record) => {
                     metrics.bytes_out += output.write(&record)?;
                     metrics.records_out += 1;
@@ -140,16 +155,7 @@ pub fn run_task(
                 Outcome::Filtered => metrics.records_filtered += 1,
                 Outcome::Rejected { record, reason } => {
                     metrics.records_rejected += 1;
-                    match ctx.on_record_error {
-                        OnRecordError::Skip => {}
-                        OnRecordError::DeadLetter => output.write_dead_letter(&record, &reason)?,
-                        OnRecordError::Fail => {
-                            return Err(TaskError::data(format!(
-                                "record {}-{}@{} rejected: {reason} (transform.on_record_error = \"fail\")",
-                                record.topic, record.partition, record.offset
-                            )));
-                        }
-                    }
+                    reject(ctx.on_record_error, output.as_mut(), &record, &reason)?;
                 }
             }
             Ok(())
@@ -161,6 +167,23 @@ pub fn run_task(
     metrics.flush_ms = flushing.elapsed().as_millis() as u64;
     metrics.total_ms = started.elapsed().as_millis() as u64;
     Ok(metrics)
+}
+
+/// A rejected record (by a transform, or refused by the sink's topic), as `on_record_error` says.
+fn reject(
+    on_record_error: OnRecordError,
+    output: &mut dyn TaskOutput,
+    record: &Record<'_>,
+    reason: &str,
+) -> Result<(), TaskError> {
+    match on_record_error {
+        OnRecordError::Skip => Ok(()),
+        OnRecordError::DeadLetter => output.write_dead_letter(record, reason),
+        OnRecordError::Fail => Err(TaskError::data(format!(
+            "record {}-{}@{} rejected: {reason} (transform.on_record_error = \"fail\")",
+            record.topic, record.partition, record.offset
+        ))),
+    }
 }
 
 /// A record borrowing the consumer's buffers: nothing is copied here.

@@ -1,20 +1,23 @@
-//! The executor's Kafka producer: one per executor and cluster, reused by every task. Each task
-//! counts its own deliveries (the delivery opaque is the task's counter, so no allocation per
-//! record), and a task is done only when all its records are acknowledged.
+//! The executor's Kafka producer: one per executor and cluster, reused by every task, made at
+//! the first task that needs it ([`LazyProducer`]), when the limits of the topics it writes are
+//! known. Each task counts its own deliveries, and a task is done only when all its records are
+//! acknowledged. Each record's delivery opaque is a small box holding the task's counter and
+//! the record's source position, so a delivery that fails names the input record.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::time::Duration;
 
 use rdkafka::ClientConfig;
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{Header as KafkaHeader, OwnedHeaders};
+use rdkafka::message::{Header as KafkaHeader, Message, OwnedHeaders};
 use rdkafka::producer::{BaseRecord, DeliveryResult, Producer, ProducerContext, ThreadedProducer};
-use weir_common::Record;
 use weir_common::failure::FailureKind;
+use weir_common::{OffsetRange, Record};
 
 use crate::error::TaskError;
+use crate::sink::admission::{TopicGate, fit_batches};
 
 /// How long a task's flush may take before the task fails (retryable).
 const FLUSH_TIMEOUT: Duration = Duration::from_secs(60);
@@ -26,6 +29,8 @@ const DEFAULT_MESSAGE_TIMEOUT: Duration = Duration::from_secs(30);
 /// One task's deliveries.
 #[derive(Default)]
 pub struct Deliveries {
+    /// The task's input ranges, to name a record whose delivery failed.
+    ranges: Vec<OffsetRange>,
     sent: AtomicU64,
     acked: AtomicU64,
     failed: AtomicU64,
@@ -37,9 +42,33 @@ pub struct Deliveries {
 }
 
 impl Deliveries {
+    /// The deliveries of a task that reads `ranges`.
+    pub fn for_ranges(ranges: &[OffsetRange]) -> Arc<Self> {
+        Arc::new(Deliveries { ranges: ranges.to_vec(), ..Deliveries::default() })
+    }
+
     fn settled(&self) -> u64 {
         self.acked.load(Ordering::Acquire) + self.failed.load(Ordering::Acquire)
     }
+
+    /// `topic-partition@offset` of an input record of this task.
+    fn source(&self, partition: i32, offset: i64) -> String {
+        let range = self.ranges.iter().find(|r| {
+            r.topic_partition().partition == partition && (r.from()..r.until()).contains(&offset)
+        });
+        match range {
+            Some(r) => format!("{}-{partition}@{offset}", r.topic_partition().topic),
+            None => format!("partition {partition}@{offset}"),
+        }
+    }
+}
+
+/// What librdkafka hands back with a record's delivery report.
+pub struct Sent {
+    deliveries: Arc<Deliveries>,
+    /// The source record's partition and offset.
+    partition: i32,
+    offset: i64,
 }
 
 pub struct DeliveryTracker;
@@ -47,20 +76,24 @@ pub struct DeliveryTracker;
 impl ClientContext for DeliveryTracker {}
 
 impl ProducerContext for DeliveryTracker {
-    type DeliveryOpaque = Arc<Deliveries>;
+    type DeliveryOpaque = Box<Sent>;
 
-    fn delivery(&self, result: &DeliveryResult<'_>, deliveries: Arc<Deliveries>) {
+    fn delivery(&self, result: &DeliveryResult<'_>, sent: Box<Sent>) {
+        let Sent { deliveries, partition, offset } = *sent;
         match result {
             Ok(_) => {
                 deliveries.acked.fetch_add(1, Ordering::Relaxed);
             }
-            Err((e, _)) => {
+            Err((e, message)) => {
                 deliveries.failed.fetch_add(1, Ordering::Relaxed);
-                deliveries
-                    .first_error
-                    .lock()
-                    .expect("delivery error")
-                    .get_or_insert_with(|| TaskError::kafka("delivery failed", e));
+                deliveries.first_error.lock().expect("delivery error").get_or_insert_with(|| {
+                    let record = deliveries.source(partition, offset);
+                    let to = match message.partition() {
+                        p if p >= 0 => format!("{}-{p}", message.topic()),
+                        _ => message.topic().to_owned(),
+                    };
+                    TaskError::kafka(format_args!("record {record} was not delivered to {to}"), e)
+                });
             }
         }
         // Taking the lock orders this notification after a waiter's check of the counts.
@@ -132,17 +165,22 @@ impl SharedProducer {
         Ok(SharedProducer { producer: Arc::new(producer), brokers: brokers.to_owned() })
     }
 
-    /// Queues one record (waiting while librdkafka's queue is full); `partition` `None` lets the
-    /// partitioner choose by key.
+    /// Queues one record (waiting while librdkafka's queue is full) with `extra_headers` after
+    /// its own; `partition` `None` lets the partitioner choose by key.
     pub fn send(
         &self,
         deliveries: &Arc<Deliveries>,
         topic: &str,
         partition: Option<i32>,
         record: &Record<'_>,
-        extra_header: Option<(&str, &[u8])>,
+        extra_headers: &[(&str, &[u8])],
     ) -> Result<(), TaskError> {
-        let mut message = BaseRecord::with_opaque_to(topic, deliveries.clone());
+        let sent = Sent {
+            deliveries: deliveries.clone(),
+            partition: record.partition,
+            offset: record.offset,
+        };
+        let mut message = BaseRecord::with_opaque_to(topic, Box::new(sent));
         if let Some(key) = record.key.as_deref() {
             message = message.key(key);
         }
@@ -155,12 +193,13 @@ impl SharedProducer {
         if let Some(ts) = record.timestamp_ms {
             message = message.timestamp(ts);
         }
-        if !record.headers.is_empty() || extra_header.is_some() {
-            let mut headers = OwnedHeaders::new_with_capacity(record.headers.len() + 1);
+        if !record.headers.is_empty() || !extra_headers.is_empty() {
+            let capacity = record.headers.len() + extra_headers.len();
+            let mut headers = OwnedHeaders::new_with_capacity(capacity);
             for h in &record.headers {
                 headers = headers.insert(KafkaHeader { key: &h.key, value: h.value.as_deref() });
             }
-            if let Some((key, value)) = extra_header {
+            for &(key, value) in extra_headers {
                 headers = headers.insert(KafkaHeader { key, value: Some(value) });
             }
             message = message.headers(headers);
@@ -175,7 +214,9 @@ impl SharedProducer {
                 }
                 Err((e, _)) => {
                     deliveries.sent.fetch_sub(1, Ordering::Relaxed);
-                    return Err(TaskError::kafka(format_args!("producing to {topic}"), &e));
+                    let record = format!("{}-{}@{}", record.topic, record.partition, record.offset);
+                    let context = format_args!("producing record {record} to {topic}");
+                    return Err(TaskError::kafka(context, &e));
                 }
             }
         }
@@ -212,5 +253,50 @@ impl SharedProducer {
             });
         }
         Ok(())
+    }
+}
+
+/// The executor's shared producer for one cluster, made at the first task that needs it: by
+/// then the limits of the topics it writes (`gates`) are read, and its `batch.size` fits them
+/// (`admission::fit_batches`). Producer properties cannot change once it is made.
+pub struct LazyProducer {
+    config: ClientConfig,
+    brokers: String,
+    gates: Vec<Arc<TopicGate>>,
+    made: OnceLock<SharedProducer>,
+    making: Mutex<()>,
+}
+
+impl LazyProducer {
+    pub fn new(config: ClientConfig, brokers: &str, gates: Vec<Arc<TopicGate>>) -> Self {
+        LazyProducer {
+            config,
+            brokers: brokers.to_owned(),
+            gates,
+            made: OnceLock::new(),
+            making: Mutex::new(()),
+        }
+    }
+
+    /// The producer, made now if it is the first call. Blocks (reads topic configs): call it
+    /// from a task's thread.
+    pub fn get(&self) -> Result<SharedProducer, TaskError> {
+        if let Some(made) = self.made.get() {
+            return Ok(made.clone());
+        }
+        let _making = self.making.lock().expect("making the producer");
+        if let Some(made) = self.made.get() {
+            return Ok(made.clone());
+        }
+        let mut config = self.config.clone();
+        let gates: Vec<&TopicGate> = self.gates.iter().map(Arc::as_ref).collect();
+        fit_batches(&mut config, &gates);
+        let made = SharedProducer::new(config, &self.brokers)?;
+        Ok(self.made.get_or_init(|| made).clone())
+    }
+
+    /// Messages waiting in its queue; 0 before it is made.
+    pub fn queued(&self) -> u64 {
+        self.made.get().map_or(0, SharedProducer::queued)
     }
 }

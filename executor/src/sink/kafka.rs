@@ -1,7 +1,7 @@
 //! The Kafka sink for at-least-once and at-most-once: records go to the output topic through the
 //! executor's shared idempotent producer, keys, headers and timestamps kept; the task's output is
 //! flushed and every record acknowledged before the task is reported done. (Exactly-once uses
-//! `transactional.rs`.)
+//! `transactional.rs`; both get only records the topic takes: `task.rs` asks `admission.rs`.)
 
 use std::sync::Arc;
 
@@ -12,29 +12,31 @@ use weir_common::{OffsetRange, Record};
 use super::dead_letters::no_dead_letter_topic;
 use super::{Begun, Sink, TaskOutput, record_bytes};
 use crate::error::TaskError;
-use crate::kafka::producer::{Deliveries, SharedProducer};
+use crate::kafka::producer::{Deliveries, LazyProducer, SharedProducer};
 
 pub struct KafkaSink {
-    producer: SharedProducer,
+    producer: Arc<LazyProducer>,
     topic: String,
     partitioning: Partitioning,
 }
 
 impl KafkaSink {
-    pub fn new(producer: SharedProducer, topic: String, partitioning: Partitioning) -> Self {
+    pub fn new(producer: Arc<LazyProducer>, topic: String, partitioning: Partitioning) -> Self {
         KafkaSink { producer, topic, partitioning }
     }
 }
 
 impl Sink for KafkaSink {
-    fn begin(&self, _task: TaskId, _ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
-        let deliveries = Arc::new(Deliveries::default());
-        Ok(Begun::Write(Box::new(KafkaOutput { sink: self, deliveries })))
+    fn begin(&self, _task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
+        let producer = self.producer.get()?;
+        let deliveries = Deliveries::for_ranges(ranges);
+        Ok(Begun::Write(Box::new(KafkaOutput { sink: self, producer, deliveries })))
     }
 }
 
 struct KafkaOutput<'a> {
     sink: &'a KafkaSink,
+    producer: SharedProducer,
     deliveries: Arc<Deliveries>,
 }
 
@@ -44,7 +46,7 @@ impl TaskOutput for KafkaOutput<'_> {
             Partitioning::Key => None,
             Partitioning::SameAsInput => Some(record.partition),
         };
-        self.sink.producer.send(&self.deliveries, &self.sink.topic, partition, record, None)?;
+        self.producer.send(&self.deliveries, &self.sink.topic, partition, record, &[])?;
         Ok(record_bytes(record))
     }
 
@@ -53,6 +55,6 @@ impl TaskOutput for KafkaOutput<'_> {
     }
 
     fn finish(self: Box<Self>) -> Result<(), TaskError> {
-        self.sink.producer.flush(&self.deliveries)
+        self.producer.flush(&self.deliveries)
     }
 }

@@ -3,6 +3,7 @@
 //! task is reported done only after it. The scope of one `TaskOutput` is one task: the unit the
 //! transactional sink commits atomically, with the task's input offsets.
 
+pub mod admission;
 pub mod dead_letters;
 pub mod file;
 pub mod kafka;
@@ -45,7 +46,8 @@ pub enum Begun<'a> {
 pub trait TaskOutput {
     /// Writes one record; returns the bytes it wrote (for metrics).
     fn write(&mut self, record: &Record<'_>) -> Result<u64, TaskError>;
-    /// Writes a rejected record, unchanged, with the reason, to the dead-letter topic.
+    /// Writes a rejected record, unchanged, with the reason, to the dead-letter topic (shaped by
+    /// `dead_letters::fit` when the topic could not take it as it is).
     fn write_dead_letter(&mut self, record: &Record<'_>, reason: &str) -> Result<(), TaskError>;
     /// Makes everything written durable. An output dropped without `finish` leaves nothing that
     /// readers of committed output can see, where the sink can promise that (transactions).

@@ -36,7 +36,8 @@ use weir_common::failure::kafka_failure;
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record, TopicPartition};
 
-use super::dead_letters::ERROR_HEADER;
+use super::admission::{Admission, TopicGate, fit_batches};
+use super::dead_letters;
 use super::progress::{Committed, TaskProgress, task_progress};
 use super::{Begun, Sink, TaskOutput, record_bytes};
 use crate::error::TaskError;
@@ -70,7 +71,10 @@ pub struct TransactionalSettings {
     pub brokers: String,
     pub topic: String,
     pub partitioning: Partitioning,
-    pub dead_letter_topic: Option<String>,
+    /// The output topic's limits: a lane producer's `batch.size` fits them.
+    pub output_gate: Arc<TopicGate>,
+    /// The dead-letter topic, and its limits.
+    pub dead_letter_gate: Option<Arc<TopicGate>>,
     pub transaction_timeout: Duration,
     pub group: GroupProgress,
     /// Where the sink counts the transactions it commits and aborts.
@@ -92,8 +96,12 @@ impl TransactionalSink {
             return Ok(known.producer.clone());
         }
         let id = Self::transactional_id(&self.settings.job, lane);
+        let mut config = self.settings.producer_config.clone();
+        let gates = [Some(&self.settings.output_gate), self.settings.dead_letter_gate.as_ref()];
+        let gates: Vec<&TopicGate> = gates.into_iter().flatten().map(Arc::as_ref).collect();
+        fit_batches(&mut config, &gates);
         let producer = SharedProducer::transactional(
-            self.settings.producer_config.clone(),
+            config,
             &self.settings.brokers,
             &id,
             self.settings.transaction_timeout,
@@ -202,7 +210,8 @@ impl Sink for TransactionalSink {
             sink: self,
             lane: task.lane,
             producer: producer.clone(),
-            deliveries: Arc::new(Deliveries::default()),
+            deliveries: Deliveries::for_ranges(ranges),
+            dead_letters: None,
             ranges: ranges.to_vec(),
             state: State::NotBegun,
             written_to: BTreeMap::new(),
@@ -243,6 +252,8 @@ struct TransactionOutput<'a> {
     lane: LaneId,
     producer: SharedProducer,
     deliveries: Arc<Deliveries>,
+    /// The dead-letter topic's limits, taken at the task's first dead letter.
+    dead_letters: Option<Admission<'a>>,
     ranges: Vec<OffsetRange>,
     state: State,
     /// The next offset of each partition after the records written (or dead-lettered) so far:
@@ -330,17 +341,19 @@ impl TaskOutput for TransactionOutput<'_> {
             Partitioning::Key => None,
             Partitioning::SameAsInput => Some(record.partition),
         };
-        self.producer.send(&self.deliveries, &self.sink.settings.topic, partition, record, None)?;
+        self.producer.send(&self.deliveries, &self.sink.settings.topic, partition, record, &[])?;
         self.written(record)?;
         Ok(record_bytes(record))
     }
 
     fn write_dead_letter(&mut self, record: &Record<'_>, reason: &str) -> Result<(), TaskError> {
-        let Some(topic) = &self.sink.settings.dead_letter_topic else {
-            return Err(super::dead_letters::no_dead_letter_topic(record));
+        let Some(gate) = &self.sink.settings.dead_letter_gate else {
+            return Err(dead_letters::no_dead_letter_topic(record));
         };
-        let header = (ERROR_HEADER, reason.as_bytes());
-        self.producer.send(&self.deliveries, topic, None, record, Some(header))?;
+        let admission = self.dead_letters.get_or_insert_with(|| gate.admission());
+        let letter = dead_letters::fit(record, reason, Some(admission));
+        let headers = letter.extra_headers();
+        self.producer.send(&self.deliveries, gate.topic(), None, &letter.record, &headers)?;
         self.written(record)
     }
 

@@ -9,4 +9,5 @@ mod guarantees;
 mod in_process;
 mod kafka_cases;
 mod restarts;
+mod unwritable;
 mod user_transform;
