@@ -54,7 +54,10 @@ dc() { "${compose_cmd[@]}" -f "$file" -p "$project" "$@"; }
 
 engine_state=""
 engine_up() {
-  engine_state="$(bash "$engine" up)"
+  local err
+  err="$(mktemp)"
+  engine_state="$(bash "$engine" up 2>"$err")" || { cat "$err" >&2; rm -f "$err"; die "no container engine"; }
+  rm -f "$err"
   find_compose
 }
 
@@ -89,8 +92,9 @@ driver_leads() { http_get "$status_port" /readyz 2>/dev/null | grep -q '^leading
 # --- up / down --------------------------------------------------------------------------------
 status_port="${WEIR_COMPOSE_STATUS_PORT:-17071}"
 
+ha=""
 pick_file() {
-  if [ "${1:-}" = --ha ]; then file="$here/compose.ha.yaml"; return 0; fi
+  if [ "${1:-}" = --ha ]; then file="$here/compose.ha.yaml"; ha=" --ha"; return 0; fi
   return 1
 }
 
@@ -104,9 +108,9 @@ cmd_up() {
     || { dc ps >&2; die "the driver does not lead; see: $0 dc logs driver-1"; }
   dc ps
   say "up in $((SECONDS - started)) s. Status page: http://127.0.0.1:$status_port/"
-  say "  status:  $0 dc exec driver-1 weirctl status"
-  say "  scale:   $0 dc up -d --no-deps --scale executor=5 executor"
-  say "  stop:    $0 down     (-v also deletes the data)"
+  say "  status:  $0 dc$ha exec driver-1 weirctl status"
+  say "  scale:   $0 dc$ha up -d --no-deps --scale executor=5 executor"
+  say "  stop:    $0 down$ha     (-v also deletes the data)"
 }
 
 # --- check (CI) ---------------------------------------------------------------------------------

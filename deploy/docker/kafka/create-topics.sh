@@ -11,23 +11,29 @@ bootstrap="${KAFKA_BOOTSTRAP:-kafka:9092}"
 rf="${KAFKA_TOPIC_REPLICATION_FACTOR:-1}"
 [ -n "${KAFKA_TOPICS:-}" ] || { echo "kafka-create-topics: set KAFKA_TOPICS=\"name:partitions ...\"" >&2; exit 2; }
 topics_tool() {
-  java -cp '/opt/kafka/libs/*' -Xmx256m -Dlog4j2.configurationFile=/opt/kafka/log4j2.properties \
+  java -cp '/opt/kafka/libs/*' -Xmx256m -Dlog4j2.configurationFile=/opt/kafka/tools-log4j2.properties \
     org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"
 }
 for spec in $KAFKA_TOPICS; do
   name="${spec%%:*}" partitions="${spec#*:}"
   topics_tool --create --if-not-exists --topic "$name" --partitions "$partitions" --replication-factor "$rf"
 done
+# One describe for all of them: every topic listed, no partition without a leader.
+names="" pattern=""
 for spec in $KAFKA_TOPICS; do
-  name="${spec%%:*}"
-  for _ in $(seq 1 60); do
-    if out="$(topics_tool --describe --topic "$name" 2>/dev/null)" \
-        && grep -q 'Leader: [0-9]' <<<"$out" && ! grep -q 'Leader: none' <<<"$out"; then
-      echo "topic $name ready"
-      continue 2
-    fi
-    sleep 1
-  done
-  echo "kafka-create-topics: topic $name has a partition without a leader after 60 s" >&2
-  exit 1
+  names="$names ${spec%%:*}"
+  pattern="${pattern:+$pattern|}${spec%%:*}"
 done
+for _ in $(seq 1 60); do
+  if out="$(topics_tool --describe --topic "$pattern" 2>/dev/null)" && ! grep -q 'Leader: none' <<<"$out"; then
+    ready=1
+    for name in $names; do grep -q "^Topic: $name[[:space:]]" <<<"$out" || ready=0; done
+    if [ "$ready" = 1 ]; then
+      echo "topics ready:$names"
+      exit 0
+    fi
+  fi
+  sleep 1
+done
+echo "kafka-create-topics: a topic of$names still has a partition without a leader after 60 s" >&2
+exit 1
