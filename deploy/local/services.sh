@@ -47,8 +47,8 @@ kafka_libs="$cache_dir/kafka/$kafka_key/libs"
 # that has them already never touches apt. deploy/docker/fresh-machine.sh proves on a clean
 # Debian 12 that nothing is missing. libprotobuf-dev: the well-known .proto files
 # (google/protobuf/*.proto) that etcd-client's build compiles; protobuf-compiler only recommends
-# it. procps: pgrep in demo.sh.
-apt_packages=(protobuf-compiler libprotobuf-dev etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl procps openjdk-17-jre-headless maven)
+# it. procps: pgrep in demo.sh. openssl: the test certificates (tests/src/certs.rs).
+apt_packages=(protobuf-compiler libprotobuf-dev etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl procps openssl openjdk-17-jre-headless maven)
 
 say() { printf 'services: %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }

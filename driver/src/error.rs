@@ -101,6 +101,8 @@ impl Retryable for DriverError {
 pub enum AttachRefused {
     #[error("the first message must be a hello")]
     NoHello,
+    #[error("no hello within {0:?} of connecting")]
+    HelloLate(std::time::Duration),
     #[error("hello sent twice")]
     HelloTwice,
     #[error("hello without an executor id")]
@@ -130,6 +132,7 @@ impl From<AttachRefused> for tonic::Status {
     fn from(refused: AttachRefused) -> Self {
         let message = refused.to_string();
         match refused {
+            AttachRefused::HelloLate(_) => tonic::Status::deadline_exceeded(message),
             AttachRefused::NoHello
             | AttachRefused::HelloTwice
             | AttachRefused::NoExecutorId

@@ -22,6 +22,7 @@ mod service;
 mod source;
 mod status;
 pub mod time;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -88,11 +89,13 @@ async fn lead(
 ) -> Result<(), DriverError> {
     info!(config = %config.masked_toml(), "Effective config");
     let listeners = Listeners::bind(&config).await?;
+    let grpc_server = tls::GrpcServer::new(&config.driver)?;
     let driver_id = format!("{}-{}", hostname(), std::process::id());
     // Port 0 in `grpc_listen` lets the OS choose (tests running drivers side by side): the port
     // executors are told is then the one bound.
+    let scheme = if config.driver.tls.is_some() { "https" } else { "http" };
     let address = match (&config.driver.advertise, listeners.grpc.local_addr()) {
-        (None, Ok(bound)) => format!("http://{bound}"),
+        (None, Ok(bound)) => format!("{scheme}://{bound}"),
         _ => config.driver.advertise_url(),
     };
     let me = LeaderRecord {
@@ -122,7 +125,7 @@ async fn lead(
         let served = http::serve(listener, status_rx, metrics.clone(), http_server.stop.clone());
         http_server.tasks.push(served);
     }
-    let running = Running { config, me, status, metrics };
+    let running = Running { config, me, status, metrics, grpc_server };
     let result = running.campaign_and_lead(listeners.grpc, stop, leading).await;
     http_server.stop().await;
     result
@@ -134,6 +137,8 @@ struct Running {
     me: LeaderRecord,
     status: tokio::sync::watch::Sender<Status>,
     metrics: Arc<DriverMetrics>,
+    /// The gRPC server of every term, with the TLS checked at start.
+    grpc_server: tls::GrpcServer,
 }
 
 impl Running {
@@ -255,8 +260,9 @@ impl Running {
         };
         let service = DriverServer::new(DriverService::new(session, events_tx));
         let grpc_stop = servers.stop.clone();
+        let mut grpc_server = self.grpc_server.builder()?;
         servers.tasks.push(tokio::spawn(async move {
-            let result = tonic::transport::Server::builder()
+            let result = grpc_server
                 .add_service(service)
                 .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop.cancelled())
                 .await;

@@ -301,6 +301,32 @@ impl Scheduler {
         message: &str,
         now: Instant,
     ) -> Result<bool, JobFailure> {
+        self.fail(executor, id, kind, message, now, self.settings.run_again)
+    }
+
+    /// [`task_failed`](Self::task_failed) for a task that handed nothing to its sink: running it
+    /// again cannot write a record twice, so even at-most-once runs it again (with the same
+    /// attempt rules) instead of abandoning its records.
+    pub fn task_failed_before_output(
+        &mut self,
+        executor: &str,
+        id: TaskId,
+        kind: FailureKind,
+        message: &str,
+        now: Instant,
+    ) -> Result<bool, JobFailure> {
+        self.fail(executor, id, kind, message, now, true)
+    }
+
+    fn fail(
+        &mut self,
+        executor: &str,
+        id: TaskId,
+        kind: FailureKind,
+        message: &str,
+        now: Instant,
+        run_again: bool,
+    ) -> Result<bool, JobFailure> {
         if !self.is_current(executor, &id) {
             return Ok(false);
         }
@@ -312,7 +338,7 @@ impl Scheduler {
             give_up_after: None,
         };
         let retryable = kind.is_retryable();
-        if retryable && !settings.run_again {
+        if retryable && !run_again {
             self.abandon(&id);
             return Ok(true);
         }

@@ -24,6 +24,9 @@ use crate::job::{Command, Event, ExecutorEvent, now_ms};
 /// How long an attach waits for the job loop's answer (the loop is busy at most one etcd write;
 /// a stopping loop never answers).
 const VERDICT_LIMIT: Duration = Duration::from_secs(10);
+/// How long a connection may take to send its hello: a peer that connects and says nothing is
+/// dropped, not kept for ever.
+const HELLO_LIMIT: Duration = Duration::from_secs(10);
 
 /// What every connection is told first.
 pub struct Session {
@@ -62,6 +65,7 @@ fn convert(kind: Kind) -> Result<ExecutorEvent, AttachRefused> {
             task: task(f.task)?,
             kind: FailureKind::from(f.kind()),
             message: f.message,
+            wrote_nothing: f.wrote_nothing,
         },
         Kind::Leaving(_) => ExecutorEvent::Leaving,
     })
@@ -78,7 +82,10 @@ impl Driver for DriverService {
         request: Request<Streaming<pb::ExecutorMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
         let mut inbound = request.into_inner();
-        let hello = match inbound.message().await? {
+        let first = tokio::time::timeout(HELLO_LIMIT, inbound.message())
+            .await
+            .map_err(|_| AttachRefused::HelloLate(HELLO_LIMIT))?;
+        let hello = match first? {
             Some(pb::ExecutorMessage { kind: Some(Kind::Hello(hello)) }) => hello,
             _ => return Err(AttachRefused::NoHello.into()),
         };

@@ -42,6 +42,15 @@ pub struct ExecutorArgs {
     /// Serve /healthz, /readyz and /metrics at this host:port, or `off`.
     #[arg(long, env = "WEIR_EXECUTOR_HTTP_LISTEN", default_value = "off", value_name = "ADDR")]
     pub http_listen: String,
+    /// The CA that signed the driver's certificate (PEM): talk to the driver over TLS only.
+    #[arg(long, env = "WEIR_TLS_CA", value_name = "FILE")]
+    pub tls_ca: Option<std::path::PathBuf>,
+    /// This executor's client certificate (PEM), signed by the driver's `client_ca`.
+    #[arg(long, env = "WEIR_TLS_CERT", value_name = "FILE")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM).
+    #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 /// Asks a running executor over HTTP whether it is ready (attached to a driver) or, with --live,
@@ -98,7 +107,13 @@ impl ExecutorArgs {
         let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|h| h.trim().to_owned())
             .unwrap_or_else(|_| "executor".into());
+        let tls = crate::tls::client_config(
+            self.tls_ca.as_deref(),
+            self.tls_cert.as_deref(),
+            self.tls_key.as_deref(),
+        )?;
         Ok(ExecutorOptions {
+            tls,
             id: self.id.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             address: host,
             etcd: self.etcd,

@@ -16,6 +16,7 @@ mod readiness;
 mod session;
 mod sink;
 mod task;
+mod tls;
 
 use std::future::Future;
 use std::sync::Arc;

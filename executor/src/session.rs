@@ -41,6 +41,8 @@ pub struct ExecutorOptions {
     pub slots: u32,
     pub id: String,
     pub address: String,
+    /// TLS to the driver (`--tls-*`); `None`: plaintext.
+    pub tls: Option<tonic::transport::ClientTlsConfig>,
 }
 
 /// Used until the driver's config says otherwise.
@@ -266,7 +268,9 @@ impl Attacher {
                     }
                 }
                 Some((id, result)) = done_rx.recv() => {
-                    running.remove(&id);
+                    let wrote_nothing = running
+                        .remove(&id)
+                        .is_some_and(|task| !task.wrote_output.load(Ordering::Relaxed));
                     match &result {
                         Ok(metrics) => self.metrics.task_succeeded(metrics),
                         Err(_) => self.metrics.task_failed(),
@@ -284,12 +288,12 @@ impl Attacher {
                             tokio::spawn(async move {
                                 let classified = tokio::task::spawn_blocking(move || probe::classify(e, &ctx.config)).await;
                                 if let Ok(e) = classified {
-                                    let _ = outbox.send(message(failed(id, e))).await;
+                                    let _ = outbox.send(message(failed(id, e, wrote_nothing))).await;
                                 }
                             });
                             continue;
                         }
-                        (Err(e), _) => failed(id, e),
+                        (Err(e), _) => failed(id, e, wrote_nothing),
                     };
                     if outbox.send(message(kind)).await.is_err() {
                         break SessionEnd::Lost("the stream to the driver closed".into());
@@ -354,8 +358,8 @@ impl Attacher {
     > {
         let lost =
             |what: &str, e: &dyn std::fmt::Display| SessionEnd::Lost(format!("{what} {url}: {e}"));
-        let mut client = match DriverClient::connect(url.to_owned()).await {
-            Ok(c) => c,
+        let mut client = match crate::tls::connect(url, self.options.tls.as_ref()).await {
+            Ok(channel) => DriverClient::new(channel),
             Err(e) => return Err(lost("cannot connect to the driver at", &e)),
         };
         let (outbox, rx) = mpsc::channel::<pb::ExecutorMessage>(1024);
@@ -383,6 +387,16 @@ impl Attacher {
             Err(status) => return Err(lost("the driver refused the attach at", &status)),
         };
         match inbound.message().await {
+            // A driver of another job (a wrong --driver, a leader key written by someone else)
+            // gets no work done here.
+            Ok(Some(pb::DriverMessage { kind: Some(Kind::Welcome(w)), .. }))
+                if w.job != self.options.job =>
+            {
+                Err(SessionEnd::Lost(format!(
+                    "the driver at {url} runs job {:?}, not {:?}; refusing its tasks",
+                    w.job, self.options.job
+                )))
+            }
             Ok(Some(pb::DriverMessage { generation, kind: Some(Kind::Welcome(w)) })) => {
                 Ok((outbox, inbound, generation, w))
             }
@@ -423,11 +437,12 @@ fn message(kind: pb::executor_message::Kind) -> pb::ExecutorMessage {
     pb::ExecutorMessage { kind: Some(kind) }
 }
 
-fn failed(task: TaskId, error: TaskError) -> pb::executor_message::Kind {
+fn failed(task: TaskId, error: TaskError, wrote_nothing: bool) -> pb::executor_message::Kind {
     pb::executor_message::Kind::Failed(pb::TaskFailed {
         task: Some(task.into()),
         kind: pb::FailureKind::from(error.kind).into(),
         message: error.message,
+        wrote_nothing,
     })
 }
 

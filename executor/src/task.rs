@@ -50,6 +50,9 @@ pub struct TaskControl {
     pub records_in: AtomicU64,
     /// The most records the task's ranges hold (`until - from`, summed).
     pub records_to_read: u64,
+    /// Whether the task handed anything to its sink (a record or a dead letter): a task that
+    /// fails before may run again even at-most-once, since nothing of it can appear twice.
+    pub wrote_output: AtomicBool,
 }
 
 impl TaskControl {
@@ -128,6 +131,7 @@ pub fn run_task(
         output = dead_letters.wrap(output, ranges);
     }
     let mut admission = ctx.output_gate.as_deref().map(|gate| gate.admission());
+    let mut wrote_output = false;
     for range in ranges {
         metrics.records_lost += ctx.consumers.read(range, &control.cancel, |message| {
             let record = record_of(message);
@@ -147,6 +151,15 @@ pub fn run_task(
                 },
                 outcome => outcome,
             };
+            let writes = match &outcome {
+                Outcome::Emit(_) => true,
+                Outcome::Rejected { .. } => ctx.on_record_error == OnRecordError::DeadLetter,
+                Outcome::Filtered => false,
+            };
+            if writes && !wrote_output {
+                wrote_output = true;
+                control.wrote_output.store(true, Ordering::Relaxed);
+            }
             match outcome {
                 Outcome::Emit(record) => {
                     metrics.bytes_out += output.write(&record)?;

@@ -16,6 +16,7 @@
 //!   faults with each recovery timed, then the oracle's verdict.
 
 pub mod binaries;
+pub mod certs;
 pub mod etcd;
 pub mod group;
 pub mod job;

@@ -21,8 +21,9 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DriverSection, Guarantee, JobConfig,
-    JobSection, OnDataLoss, Partitioning, SinkConfig, SinkKind, SourceConfig, StartingOffsets,
+    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DriverSection, DriverTls, Guarantee,
+    JobConfig, JobSection, OnDataLoss, Partitioning, SinkConfig, SinkKind, SourceConfig,
+    StartingOffsets,
 };
 
 /// Substrings of Kafka property names whose values are masked in logs.

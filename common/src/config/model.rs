@@ -258,6 +258,9 @@ pub struct DriverSection {
     /// Where the HTTP status page and `/metrics` listen; `None` (written `"off"`) disables it.
     #[serde(with = "de::optional_socket_addr")]
     pub http_listen: Option<SocketAddr>,
+    /// `[driver.tls]`: TLS with mutual authentication on the gRPC port; `None`: plaintext.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<DriverTls>,
     /// An executor silent this long is declared lost.
     #[serde(with = "super::duration")]
     pub executor_timeout: Duration,
@@ -286,10 +289,25 @@ pub struct DriverSection {
 }
 
 impl DriverSection {
-    /// `advertise`, or `http://{grpc_listen}` when it is not given.
+    /// `advertise`, or `http://{grpc_listen}` (`https://` with TLS) when it is not given.
     pub fn advertise_url(&self) -> String {
-        self.advertise.clone().unwrap_or_else(|| format!("http://{}", self.grpc_listen))
+        let scheme = if self.tls.is_some() { "https" } else { "http" };
+        self.advertise.clone().unwrap_or_else(|| format!("{scheme}://{}", self.grpc_listen))
     }
+}
+
+/// `[driver.tls]`: the files of the driver's TLS on its gRPC port, all PEM. Executors must
+/// present a certificate that `client_ca` signed: a client without one is refused in the
+/// handshake, before it can send anything.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverTls {
+    /// The driver's certificate (chain), valid for the host in `driver.advertise`.
+    pub cert: PathBuf,
+    /// Its private key.
+    pub key: PathBuf,
+    /// The CA that signs the executors' client certificates.
+    pub client_ca: PathBuf,
 }
 
 impl Default for DriverSection {
@@ -298,6 +316,7 @@ impl Default for DriverSection {
             grpc_listen: SocketAddr::from((Ipv4Addr::LOCALHOST, 7070)),
             advertise: None,
             http_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 7071))),
+            tls: None,
             executor_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
             max_task_attempts: 4,

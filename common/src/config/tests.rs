@@ -434,6 +434,22 @@ fn the_outage_limit_is_off_by_default_and_takes_a_duration_or_off() {
 fn tls_endpoints_this_build_cannot_speak_are_refused_with_the_way_out() {
     let err = error(&with("[checkpoint]\netcd = [\"https://etcd-1:2379\"]"));
     assert!(err.starts_with(r#"checkpoint.etcd: got "https://etcd-1:2379", expected an http:// URL (this build does not speak TLS to etcd yet"#), "{err}");
+}
+
+#[test]
+fn the_advertised_scheme_follows_the_drivers_tls() {
     let err = error(&with("[driver]\nadvertise = \"https://driver-1:7070\""));
-    assert!(err.contains("executors do not speak TLS to the driver yet"), "{err}");
+    assert_eq!(
+        err,
+        r#"driver.advertise: got "https://driver-1:7070", expected an http:// URL, or set [driver.tls] for https://"#
+    );
+    let tls = "[driver.tls]\ncert = \"d.pem\"\nkey = \"d.key\"\nclient_ca = \"ca.pem\"\n";
+    let err = error(&with(&format!("[driver]\nadvertise = \"http://driver-1:7070\"\n{tls}")));
+    assert!(err.contains("expected an https:// URL ([driver.tls] is set)"), "{err}");
+    let config = JobConfig::from_toml_str(&with(&format!("[driver]\n{tls}"))).unwrap();
+    assert_eq!(config.driver.advertise_url(), "https://127.0.0.1:7070", "https by default");
+    let files = config.driver.tls.as_ref().unwrap();
+    assert_eq!(files.client_ca, std::path::Path::new("ca.pem"));
+    let again = JobConfig::from_toml_str(&config.to_toml_string()).unwrap();
+    assert_eq!(again, config, "round-trips");
 }

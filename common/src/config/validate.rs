@@ -296,11 +296,19 @@ fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
     {
         return Err(invalid("driver.advertise", quoted(advertise), "an http:// or https:// URL"));
     }
-    if let Some(advertise) = &driver.advertise
-        && !advertise.starts_with("http://")
-    {
-        let expected = "an http:// URL (executors do not speak TLS to the driver yet)";
-        return Err(invalid("driver.advertise", quoted(advertise), expected));
+    // The scheme says what executors speak: a mismatch would never attach anyone.
+    if let Some(advertise) = &driver.advertise {
+        match (advertise.starts_with("https://"), driver.tls.is_some()) {
+            (true, false) => {
+                let expected = "an http:// URL, or set [driver.tls] for https://";
+                return Err(invalid("driver.advertise", quoted(advertise), expected));
+            }
+            (false, true) => {
+                let expected = "an https:// URL ([driver.tls] is set)";
+                return Err(invalid("driver.advertise", quoted(advertise), expected));
+            }
+            _ => {}
+        }
     }
     for (key, value) in [
         ("driver.executor_timeout", driver.executor_timeout),

@@ -108,7 +108,7 @@ impl JobLoop {
                         flush_ms = metrics.flush_ms, total_ms = metrics.total_ms, "Task done");
                 }
             }
-            ExecutorEvent::Failed { task, kind, message } => {
+            ExecutorEvent::Failed { task, kind, message, wrote_nothing } => {
                 warn!(executor = %executor, batch = task.batch, lane = task.lane, kind = %kind,
                     error = %message, "Task failed");
                 let label = crate::metrics::KindLabel { kind: kind.to_string() };
@@ -116,9 +116,12 @@ impl JobLoop {
                 self.status.send_modify(|s| {
                     s.history.failed(task, &executor, &kind.to_string(), &message, now_ms())
                 });
-                if let Err(failure) =
+                let failed = if wrote_nothing {
+                    self.scheduler.task_failed_before_output(&executor, task, kind, &message, now)
+                } else {
                     self.scheduler.task_failed(&executor, task, kind, &message, now)
-                {
+                };
+                if let Err(failure) = failed {
                     self.cancel_running();
                     return Err(failure.into());
                 }

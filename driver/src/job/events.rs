@@ -14,9 +14,21 @@ pub type ConnectionId = u64;
 #[derive(Debug)]
 pub enum ExecutorEvent {
     Heartbeat,
-    Progress { task: TaskId, records_in: u64 },
-    Succeeded { task: TaskId, metrics: TaskMetrics },
-    Failed { task: TaskId, kind: FailureKind, message: String },
+    Progress {
+        task: TaskId,
+        records_in: u64,
+    },
+    Succeeded {
+        task: TaskId,
+        metrics: TaskMetrics,
+    },
+    /// `wrote_nothing`: the task handed nothing to its sink (see `weir.v1.TaskFailed`).
+    Failed {
+        task: TaskId,
+        kind: FailureKind,
+        message: String,
+        wrote_nothing: bool,
+    },
     Leaving,
 }
 

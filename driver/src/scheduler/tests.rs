@@ -648,6 +648,24 @@ fn at_most_once_a_failed_task_is_abandoned_and_counted_never_retried() {
 }
 
 #[test]
+fn at_most_once_a_task_that_wrote_nothing_runs_again() {
+    let t0 = Instant::now();
+    let mut s = at_most_once();
+    s.add_executor("a".into(), 1, t0);
+    s.add_batch(plan(1, [0]), t0);
+    let first = s.dispatch(t0)[0].task;
+    // It failed while reading: no record reached the sink, so no record can appear twice.
+    let failed = s.task_failed_before_output("a", first, FailureKind::Unavailable, "no broker", t0);
+    assert_eq!(failed, Ok(true));
+    let retry = s.dispatch(t0 + Duration::from_secs(5));
+    assert_eq!(retry.len(), 1, "run again, not abandoned");
+    assert_eq!(retry[0].task.attempt, 1);
+    succeed_all(&mut s, &retry);
+    let batch = s.committable().expect("the batch commits");
+    assert_eq!(batch.records_abandoned, 0, "nothing counted as lost");
+}
+
+#[test]
 fn at_most_once_a_lost_executors_tasks_are_abandoned() {
     let t0 = Instant::now();
     let mut s = at_most_once();

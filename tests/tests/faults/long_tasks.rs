@@ -21,9 +21,10 @@ async fn a_task_longer_than_the_transaction_timeout_commits_in_steps_and_resumes
         job.output
     );
     job.write_config_with_sink(&format!("topics = [\"{}\"]", job.input), &sink, "");
-    // The whole backlog is there before the start: the first batch takes it all, in one task.
+    // The whole backlog is there before the start, and nothing bounds the first batch (no
+    // backpressure, so no default initial rate): the first batch takes it all, in one task.
     let produced = kafka::produce_ids(&job.input, 1, RECORDS).await;
-    job.start_driver();
+    job.start_driver_with(&["source.backpressure=false"]);
     job.start_executor("ex-1");
     job.supervisor
         .wait_for_log("ex-1", "Committed a step of a task too long", Duration::from_secs(120))

@@ -98,6 +98,7 @@ fn executor_options(job: &JobFixture, id: &str) -> ExecutorOptions {
         slots: 2,
         id: id.to_owned(),
         address: "127.0.0.1".to_owned(),
+        tls: None,
     }
 }
 

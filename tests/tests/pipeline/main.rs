@@ -9,5 +9,6 @@ mod guarantees;
 mod in_process;
 mod kafka_cases;
 mod restarts;
+mod tls;
 mod unwritable;
 mod user_transform;

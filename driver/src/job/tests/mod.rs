@@ -459,6 +459,7 @@ async fn the_status_says_what_the_job_waits_for_and_keeps_the_history_of_a_retri
         task: first,
         kind: weir_common::failure::FailureKind::Transient,
         message: "broker away".into(),
+        wrote_nothing: false,
     };
     job.report(conn, failed);
     // The other lane's task, and the failed one's second attempt.
