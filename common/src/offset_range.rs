@@ -96,15 +96,29 @@ impl From<&OffsetRange> for pb::OffsetRange {
     }
 }
 
+/// Kafka's own rule for topic names: 1 to 249 of `[a-zA-Z0-9._-]`, and not `.` or `..`. A name
+/// that breaks it never came from Kafka, so it is refused wherever ranges arrive from the wire or
+/// from etcd: none can then reach a file path (the file sink names its files after topics).
+pub fn is_kafka_topic_name(name: &str) -> bool {
+    (1..=249).contains(&name.len())
+        && name != "."
+        && name != ".."
+        && name.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
+}
+
 impl TryFrom<pb::OffsetRange> for OffsetRange {
     type Error = ProtoError;
 
     fn try_from(p: pb::OffsetRange) -> Result<Self, Self::Error> {
-        if p.topic.is_empty() {
+        if !is_kafka_topic_name(&p.topic) {
             return Err(ProtoError::InvalidField {
                 message: "OffsetRange",
                 field: "topic",
-                reason: "must not be empty".into(),
+                reason: format!(
+                    "{:?} is not a Kafka topic name (1 to 249 of a-z, A-Z, 0-9, '.', '_', '-'; \
+                     not \".\" or \"..\")",
+                    p.topic
+                ),
             });
         }
         OffsetRange::new(TopicPartition::new(p.topic, p.partition), p.from, p.until).map_err(
@@ -116,6 +130,19 @@ impl TryFrom<pb::OffsetRange> for OffsetRange {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_kafka_topic_names_come_in_from_the_wire() {
+        for good in ["raw", "raw-events.v2", "a_b", ".hidden", "..x", &"t".repeat(249)] {
+            assert!(is_kafka_topic_name(good), "{good}");
+        }
+        for bad in ["", ".", "..", "../../etc", "a/b", "a b", "é", &"t".repeat(250)] {
+            assert!(!is_kafka_topic_name(bad), "{bad}");
+            let wire = pb::OffsetRange { topic: bad.to_owned(), partition: 0, from: 0, until: 1 };
+            let err = OffsetRange::try_from(wire).unwrap_err().to_string();
+            assert!(err.contains("is not a Kafka topic name"), "{err}");
+        }
+    }
 
     fn tp() -> TopicPartition {
         TopicPartition::new("raw", 3)
@@ -166,6 +193,6 @@ mod tests {
     fn proto_without_topic_is_an_error() {
         let p = pb::OffsetRange { topic: String::new(), partition: 0, from: 0, until: 3 };
         let err = OffsetRange::try_from(p).unwrap_err();
-        assert_eq!(err.to_string(), "OffsetRange.topic: must not be empty");
+        assert!(err.to_string().starts_with("OffsetRange.topic: \"\" is not a Kafka topic name"));
     }
 }

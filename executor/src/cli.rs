@@ -51,6 +51,10 @@ pub struct ExecutorArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Run jobs whose Kafka properties make librdkafka load or run code
+    /// (plugin.library.paths, ssl.engine.location, ssl.providers, sasl.kerberos.kinit.cmd).
+    #[arg(long, env = "WEIR_ALLOW_KAFKA_CODE")]
+    pub allow_kafka_code: bool,
 }
 
 /// Asks a running executor over HTTP whether it is ready (attached to a driver) or, with --live,
@@ -114,6 +118,7 @@ impl ExecutorArgs {
         )?;
         Ok(ExecutorOptions {
             tls,
+            allow_kafka_code: self.allow_kafka_code,
             id: self.id.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             address: host,
             etcd: self.etcd,

@@ -43,6 +43,8 @@ pub struct ExecutorOptions {
     pub address: String,
     /// TLS to the driver (`--tls-*`); `None`: plaintext.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// Run jobs whose Kafka properties load or run code (`--allow-kafka-code`).
+    pub allow_kafka_code: bool,
 }
 
 /// Used until the driver's config says otherwise.
@@ -405,13 +407,38 @@ impl Attacher {
         }
     }
 
+    /// A job whose Kafka properties load or run code (a library, a command) runs here only with
+    /// `--allow-kafka-code`: the config comes from the driver, and a driver is not trusted to
+    /// run code on executors.
+    fn refuse_code_loading(&self, config_toml: &str) -> Result<(), TaskError> {
+        if self.options.allow_kafka_code {
+            return Ok(());
+        }
+        // A config that does not parse is refused by the build, with its reason.
+        let Ok(config) = weir_common::config::JobConfig::from_toml_str(config_toml) else {
+            return Ok(());
+        };
+        let found = crate::kafka::code_loading_property("source.kafka", &config.source.kafka)
+            .or_else(|| crate::kafka::code_loading_property("sink.kafka", &config.sink.kafka));
+        match found {
+            Some(property) => Err(TaskError::config(format!(
+                "the job's config sets {property}, which makes librdkafka load or run code; this \
+                 executor runs such jobs only with --allow-kafka-code"
+            ))),
+            None => Ok(()),
+        }
+    }
+
     fn context_for(&mut self, config_toml: &str) -> Result<Arc<JobContext>, TaskError> {
         if let Some(ctx) = &self.context
             && ctx.config_toml == config_toml
         {
             return Ok(ctx.clone());
         }
-        let built = JobContext::build(config_toml, &self.registry, self.metrics.transactions());
+        // Checked before anything is built: building makes Kafka clients from the properties.
+        let built = self.refuse_code_loading(config_toml).and_then(|()| {
+            JobContext::build(config_toml, &self.registry, self.metrics.transactions())
+        });
         match &built {
             Ok(ctx) => self.context = Some(ctx.clone()),
             Err(e) => warn!(error = %e, "Cannot run this job's tasks"),

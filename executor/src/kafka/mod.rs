@@ -19,3 +19,20 @@ pub fn client_config(brokers: &str, properties: &BTreeMap<String, String>) -> Cl
     config.set("bootstrap.servers", brokers);
     config
 }
+
+/// librdkafka properties that make the client load or run code: a library (`plugin.library.paths`,
+/// an OpenSSL engine), OpenSSL providers, or a shell command (`sasl.kerberos.kinit.cmd`). The
+/// config comes from the driver; an executor runs what it names only when its own flag allows it.
+const CODE_LOADING: [&str; 4] =
+    ["plugin.library.paths", "ssl.engine.location", "ssl.providers", "sasl.kerberos.kinit.cmd"];
+
+/// The first property of `properties` (`section` names where it is) that loads or runs code.
+pub fn code_loading_property(
+    section: &str,
+    properties: &BTreeMap<String, String>,
+) -> Option<String> {
+    properties
+        .keys()
+        .find(|key| CODE_LOADING.contains(&key.as_str()))
+        .map(|key| format!("{section}.\"{key}\""))
+}

@@ -48,6 +48,14 @@ impl Sink for FileSink {
     fn begin(&self, task: TaskId, ranges: &[OffsetRange]) -> Result<Begun<'_>, TaskError> {
         let mut parts = Vec::with_capacity(ranges.len());
         for range in ranges {
+            // Ranges from the wire are checked already; a file name is where a bad one would
+            // do harm, so it is checked again here.
+            if !weir_common::offset_range::is_kafka_topic_name(range.topic()) {
+                let topic = range.topic();
+                return Err(TaskError::config(format!(
+                    "topic {topic:?} is not a Kafka topic name: refusing to name a file after it"
+                )));
+            }
             let name = file_name(range);
             let temporary = self.dir.join(format!(".{name}.attempt-{}.tmp", task.attempt));
             let file = File::create(&temporary).map_err(|e| io_error(&temporary, e))?;

@@ -10,5 +10,6 @@ mod in_process;
 mod kafka_cases;
 mod restarts;
 mod tls;
+mod untrusted_driver;
 mod unwritable;
 mod user_transform;
