@@ -88,6 +88,9 @@ async fn lead(
     leading: Arc<AtomicBool>,
 ) -> Result<(), DriverError> {
     info!(config = %config.masked_toml(), "Effective config");
+    // The driver's own clients read the source's secret references here.
+    weir_common::config::secrets::check("source.kafka", &config.source.kafka)
+        .map_err(|e| DriverError::Unfit(e.to_string()))?;
     let listeners = Listeners::bind(&config).await?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
     let driver_id = format!("{}-{}", hostname(), std::process::id());

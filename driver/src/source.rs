@@ -11,7 +11,7 @@ use rdkafka::consumer::{BaseConsumer, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_common::TopicPartition;
-use weir_common::config::{SourceConfig, StartingOffsets};
+use weir_common::config::{SourceConfig, StartingOffsets, secrets};
 
 use crate::error::DriverError;
 use crate::io::{Offsets, SourceMetadata, blocking};
@@ -32,7 +32,7 @@ struct Client {
 /// what their use needs on top.
 pub fn client_config(config: &SourceConfig) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (k, v) in &config.kafka {
+    for (k, v) in secrets::resolved(&config.kafka) {
         client.set(k, v);
     }
     client.set("bootstrap.servers", &config.brokers);

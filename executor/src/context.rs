@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use weir_common::config::{Guarantee, JobConfig, Partitioning, SinkKind};
+use weir_common::config::{Guarantee, JobConfig, Partitioning, SinkKind, secrets};
 use weir_common::transform::{OnRecordError, Pipeline, TransformRegistry};
 
 use crate::error::TaskError;
@@ -51,6 +51,10 @@ impl JobContext {
     ) -> Result<Arc<Self>, TaskError> {
         let config = JobConfig::from_toml_str(config_toml)
             .map_err(|e| TaskError::config(format!("the driver's config is invalid here: {e}")))?;
+        // Secret references resolve from this executor's own environment and files.
+        secrets::check("source.kafka", &config.source.kafka)
+            .and_then(|()| secrets::check("sink.kafka", &config.sink.kafka))
+            .map_err(|e| TaskError::config(format!("on this executor: {e}")))?;
         let pipeline = Pipeline::build(&config.transform, registry)
             .map_err(|e| TaskError::config(e.to_string()))?;
         let source = &config.source;

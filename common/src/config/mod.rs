@@ -11,6 +11,7 @@ pub mod duration;
 mod error;
 mod load;
 mod model;
+pub mod secrets;
 mod validate;
 
 #[cfg(test)]
@@ -55,11 +56,16 @@ impl JobConfig {
 
     /// [`to_toml_string`](Self::to_toml_string) for logs: values of `source.kafka` and
     /// `sink.kafka` properties whose names contain password, secret, jaas, token,
-    /// sasl.oauthbearer or ssl.key.pem are written as `"****"`.
+    /// sasl.oauthbearer or ssl.key.pem are written as `"****"`, and so are passwords inside URLs
+    /// (`checkpoint.etcd`, `driver.advertise`).
     pub fn masked_toml(&self) -> String {
         let mut masked = self.clone();
         mask(&mut masked.source.kafka);
         mask(&mut masked.sink.kafka);
+        for endpoint in &mut masked.checkpoint.etcd {
+            *endpoint = mask_url_password(endpoint);
+        }
+        masked.driver.advertise = masked.driver.advertise.as_deref().map(mask_url_password);
         masked.to_toml_string()
     }
 
@@ -72,6 +78,16 @@ impl JobConfig {
     /// pattern is used.
     pub fn source_topics(&self) -> &[String] {
         &self.source.topics
+    }
+}
+
+/// `scheme://user:password@host` with the password written `****`; other text unchanged.
+pub fn mask_url_password(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else { return url.to_owned() };
+    let Some((userinfo, host)) = rest.split_once('@') else { return url.to_owned() };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:****@{host}"),
+        None => url.to_owned(),
     }
 }
 

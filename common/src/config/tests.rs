@@ -366,6 +366,20 @@ fn masked_toml_hides_secrets_only() {
 }
 
 #[test]
+fn passwords_inside_urls_are_masked_in_logs() {
+    use super::mask_url_password;
+    assert_eq!(
+        mask_url_password("http://weir:hunter2@etcd-1:2379"),
+        "http://weir:****@etcd-1:2379"
+    );
+    assert_eq!(mask_url_password("http://etcd-1:2379"), "http://etcd-1:2379");
+    assert_eq!(mask_url_password("http://weir@etcd-1:2379"), "http://weir@etcd-1:2379");
+    let config = with("[checkpoint]\netcd = [\"http://weir:hunter2@etcd-1:2379\"]");
+    let masked = JobConfig::from_toml_str(&config).unwrap().masked_toml();
+    assert!(!masked.contains("hunter2") && masked.contains("weir:****@etcd-1"), "{masked}");
+}
+
+#[test]
 fn unknown_keys_inside_a_step_are_named() {
     let text = with("[transform]\nsteps = [{ type = \"keep\", fields = [\"a\"], x = 1 }]");
     assert_eq!(error(&text), "transform.steps[0].x: unknown key; expected `fields`");

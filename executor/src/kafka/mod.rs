@@ -9,11 +9,12 @@ use std::collections::BTreeMap;
 
 use rdkafka::ClientConfig;
 
-/// A client config from pass-through librdkafka properties plus the brokers; Weir's own settings
-/// are set by the caller after this, so a user cannot turn off what correctness needs.
+/// A client config from pass-through librdkafka properties (`${env:..}` and `${file:..}` values
+/// resolved here, in this process) plus the brokers; Weir's own settings are set by the caller
+/// after this, so a user cannot turn off what correctness needs.
 pub fn client_config(brokers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
     let mut config = ClientConfig::new();
-    for (k, v) in properties {
+    for (k, v) in weir_common::config::secrets::resolved(properties) {
         config.set(k, v);
     }
     config.set("bootstrap.servers", brokers);

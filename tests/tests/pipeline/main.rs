@@ -9,6 +9,7 @@ mod guarantees;
 mod in_process;
 mod kafka_cases;
 mod restarts;
+mod secrets;
 mod tls;
 mod untrusted_driver;
 mod unwritable;
