@@ -55,6 +55,17 @@ pub fn kafka_failure(error: &KafkaError) -> FailureKind {
     error.rdkafka_error_code().map_or(FailureKind::Transient, code_failure)
 }
 
+/// `error` as text for an error message or a log: a property librdkafka refused is named, its
+/// value is not (it may be a password, which librdkafka's own text would repeat).
+pub fn kafka_error_text(error: &KafkaError) -> String {
+    match error {
+        KafkaError::ClientConfig(_, description, key, _) => {
+            format!("Client config error: {description} (property {key})")
+        }
+        other => other.to_string(),
+    }
+}
+
 /// The same for a bare error code (metadata answers carry codes, not errors).
 pub fn code_failure(code: RDKafkaErrorCode) -> FailureKind {
     use RDKafkaErrorCode as C;
@@ -136,6 +147,21 @@ mod tests {
         assert!(!kafka_failure(&denied).is_retryable());
         let sasl = KafkaError::Global(RDKafkaErrorCode::SaslAuthenticationFailed);
         assert_eq!(kafka_failure(&sasl), FailureKind::Config);
+    }
+
+    #[test]
+    fn a_refused_property_is_named_without_its_value() {
+        let refused = KafkaError::ClientConfig(
+            RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+            "Configuration property \"sasl.oauthbearer.client.secret\" not supported in this build"
+                .into(),
+            "sasl.oauthbearer.client.secret".into(),
+            "s3cr3t".into(),
+        );
+        let text = kafka_error_text(&refused);
+        assert!(text.contains("sasl.oauthbearer.client.secret"), "{text}");
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert!(refused.to_string().contains("s3cr3t"), "rdkafka's own text shows the value");
     }
 
     #[test]

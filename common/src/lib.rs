@@ -8,6 +8,7 @@ pub mod control;
 pub mod error;
 pub mod failure;
 pub mod health;
+pub mod kafka_refusal;
 pub mod lanes;
 pub mod offset_range;
 pub mod protocol;

@@ -4,7 +4,7 @@ use std::fmt::Display;
 
 use rdkafka::error::KafkaError;
 use weir_common::ProtoError;
-use weir_common::failure::{FailureKind, kafka_failure};
+use weir_common::failure::{FailureKind, kafka_error_text, kafka_failure};
 use weir_common::retry::Retryable;
 
 #[derive(Debug, thiserror::Error)]
@@ -69,7 +69,7 @@ impl DriverError {
     pub fn kafka(brokers: &str, context: impl Display, error: &KafkaError) -> Self {
         DriverError::Kafka {
             brokers: brokers.to_owned(),
-            message: format!("{context}: {error}"),
+            message: format!("{context}: {}", kafka_error_text(error)),
             kind: kafka_failure(error),
         }
     }

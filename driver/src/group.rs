@@ -21,10 +21,11 @@ use tracing::warn;
 use weir_common::TopicPartition;
 use weir_common::config::{JobConfig, SourceConfig};
 use weir_common::failure::code_failure;
+use weir_common::kafka_refusal::RefusalWatch;
 
 use crate::error::DriverError;
 use crate::io::{JobGroup, Offsets, blocking};
-use crate::source::client_config;
+use crate::source::{client_config, or_refused};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -33,7 +34,7 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaGroup(Arc<Client>);
 
 struct Client {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RefusalWatch>,
     name: String,
     brokers: String,
 }
@@ -54,7 +55,7 @@ impl KafkaGroup {
             .set("group.id", &name)
             .set("enable.auto.commit", "false")
             .set("isolation.level", "read_committed")
-            .create()
+            .create_with_context(RefusalWatch::default())
             .map_err(|e| {
                 let context = format_args!("cannot create a client for group {name}");
                 DriverError::kafka(&source.brokers, context, &e)
@@ -67,7 +68,7 @@ impl KafkaGroup {
     /// members, which a Weir group never has.
     pub async fn move_to(&self, offsets: Offsets) -> Result<(), DriverError> {
         let client = self.0.clone();
-        blocking(move || client.move_to(&offsets)).await
+        blocking(move || or_refused(client.move_to(&offsets), &client.consumer)).await
     }
 
     /// Deletes the group (`weirctl job delete --group`). A group that does not exist is not an
@@ -105,7 +106,7 @@ impl JobGroup for KafkaGroup {
 
     async fn committed(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError> {
         let client = self.0.clone();
-        blocking(move || client.committed(&partitions)).await
+        blocking(move || or_refused(client.committed(&partitions), &client.consumer)).await
     }
 
     fn publish(&self, next_offsets: &Offsets) {
@@ -170,15 +171,20 @@ pub async fn check_transaction_timeout(config: &JobConfig) -> Result<(), DriverE
     let brokers = &config.source.brokers;
     let kafka = |context: &str, e: &KafkaError| DriverError::kafka(brokers, context, e);
     let waiting = |message: String| DriverError::kafka_transient(brokers, message);
-    let admin: AdminClient<DefaultClientContext> =
-        client_config(&config.source).create().map_err(|e| kafka("admin client", &e))?;
-    let metadata = admin
-        .inner()
+    // The metadata through a consumer, whose queue tells a cluster that refuses the job's
+    // client (`or_refused`) from one that does not answer; an admin client's is not served.
+    let metadata_client: BaseConsumer<RefusalWatch> = client_config(&config.source)
+        .create_with_context(RefusalWatch::default())
+        .map_err(|e| kafka("metadata client", &e))?;
+    let metadata = metadata_client
         .fetch_metadata(None, KAFKA_TIMEOUT)
-        .map_err(|e| kafka("cluster metadata", &e))?;
-    let Some(broker) = metadata.brokers().first().map(|b| b.id()) else {
+        .map_err(|e| kafka("cluster metadata", &e));
+    let Some(broker) = or_refused(metadata, &metadata_client)?.brokers().first().map(|b| b.id())
+    else {
         return Err(waiting("the cluster lists no broker".into()));
     };
+    let admin: AdminClient<DefaultClientContext> =
+        client_config(&config.source).create().map_err(|e| kafka("admin client", &e))?;
     let describing = format!("describing broker {broker}'s config");
     let options = AdminOptions::new().request_timeout(Some(KAFKA_TIMEOUT));
     let results = admin

@@ -1,6 +1,9 @@
 //! The driver's view of the source topics (`io::SourceMetadata` on Kafka): which partitions
 //! exist, where each log starts and ends now, and where a job starts. librdkafka's calls block,
 //! so each runs on a blocking thread; one client is made at start and reused for every batch.
+//! A call that fails as if Kafka were away while the cluster in fact refuses the client (its
+//! credentials, its trust in the broker's certificate: `kafka_refusal`) fails as `config`, so
+//! the job stops naming the reason instead of waiting for ever.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -12,6 +15,8 @@ use rdkafka::error::KafkaError;
 use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use weir_common::TopicPartition;
 use weir_common::config::{SourceConfig, StartingOffsets, secrets};
+use weir_common::failure::FailureKind;
+use weir_common::kafka_refusal::{self, RefusalWatch};
 
 use crate::error::DriverError;
 use crate::io::{Offsets, SourceMetadata, blocking};
@@ -23,7 +28,7 @@ const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct KafkaSource(Arc<Client>);
 
 struct Client {
-    consumer: BaseConsumer,
+    consumer: BaseConsumer<RefusalWatch>,
     config: SourceConfig,
     matcher: Option<regex::Regex>,
 }
@@ -48,7 +53,7 @@ impl KafkaSource {
             .set("isolation.level", "read_committed")
             .set("enable.auto.commit", "false");
         let consumer = client
-            .create()
+            .create_with_context(RefusalWatch::default())
             .map_err(|e| DriverError::kafka(&config.brokers, "cannot create a client", &e))?;
         Ok(KafkaSource(Arc::new(Client {
             consumer,
@@ -63,7 +68,37 @@ impl KafkaSource {
         f: impl FnOnce(&Client) -> Result<T, DriverError> + Send + 'static,
     ) -> Result<T, DriverError> {
         let client = self.0.clone();
-        blocking(move || f(&client)).await
+        blocking(move || {
+            let result = f(&client);
+            or_refused(result, &client.consumer)
+        })
+        .await
+    }
+}
+
+/// `result` of a call of `consumer`, unless the call failed as if Kafka were away while the
+/// cluster refused the client: then a `config` failure naming librdkafka's reason. Serves the
+/// client's queued events either way, so librdkafka's logs reach the log as they come.
+pub(crate) fn or_refused<T>(
+    result: Result<T, DriverError>,
+    consumer: &BaseConsumer<RefusalWatch>,
+) -> Result<T, DriverError> {
+    match result {
+        Ok(value) => {
+            kafka_refusal::settle(consumer);
+            Ok(value)
+        }
+        Err(DriverError::Kafka { brokers, message, kind }) if kind.is_retryable() => {
+            Err(match kafka_refusal::drain(consumer) {
+                Some(reason) => DriverError::Kafka {
+                    brokers,
+                    message: format!("refuses the job's client: {reason}; {message}"),
+                    kind: FailureKind::Config,
+                },
+                None => DriverError::Kafka { brokers, message, kind },
+            })
+        }
+        Err(e) => Err(e),
     }
 }
 

@@ -62,14 +62,17 @@ impl JobContext {
         let on_record_error = config.transform.on_record_error;
         let exactly_once = config.sink.guarantee == Guarantee::ExactlyOnce;
         let kafka_sink = config.sink.kind == SinkKind::Kafka;
-        // Dead letters go to the sink's cluster when the sink is Kafka, else the source's.
+        // Dead letters go to the sink's cluster when the sink is Kafka, else the source's, with
+        // its properties (a file or stdout sink has no `[sink.kafka]`: the source's security
+        // settings are the ones that cluster takes).
         let dead_letter_brokers = if kafka_sink { &sink_brokers } else { &source.brokers };
+        let dead_letter_properties = if kafka_sink { &config.sink.kafka } else { &source.kafka };
         let producer_limits = ProducerLimits::of(&config.sink.kafka);
-        let limits_on = |brokers: &str| -> Arc<dyn LimitReader> {
-            Arc::new(KafkaLimits::new(client_config(brokers, &config.sink.kafka), brokers))
+        let limits_on = |brokers: &str, properties| -> Arc<dyn LimitReader> {
+            Arc::new(KafkaLimits::new(client_config(brokers, properties), brokers))
         };
         // One reader (one admin client, made at its first read) per cluster.
-        let sink_limits = limits_on(&sink_brokers);
+        let sink_limits = limits_on(&sink_brokers, &config.sink.kafka);
         let output_gate = match (kafka_sink, &config.sink.topic) {
             (false, _) => None,
             (true, None) => return Err(TaskError::config("sink.topic: missing")),
@@ -81,8 +84,11 @@ impl JobContext {
         };
         let dead_letter_gate = match (on_record_error, &config.transform.dead_letter_topic) {
             (OnRecordError::DeadLetter, Some(topic)) => {
-                let reader =
-                    if kafka_sink { sink_limits.clone() } else { limits_on(dead_letter_brokers) };
+                let reader = if kafka_sink {
+                    sink_limits.clone()
+                } else {
+                    limits_on(dead_letter_brokers, dead_letter_properties)
+                };
                 Some(Arc::new(TopicGate::new(topic, Partitioning::Key, producer_limits, reader)))
             }
             _ => None,
@@ -98,7 +104,7 @@ impl JobContext {
         };
         let producer = (!shared_gates.is_empty()).then(|| {
             let brokers = if kafka_sink { &sink_brokers } else { dead_letter_brokers };
-            let config = client_config(brokers, &config.sink.kafka);
+            let config = client_config(brokers, dead_letter_properties);
             Arc::new(LazyProducer::new(config, brokers, shared_gates))
         });
         let sink: Box<dyn Sink> = match config.sink.kind {

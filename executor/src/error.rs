@@ -4,7 +4,7 @@
 use std::fmt::Display;
 
 use rdkafka::error::KafkaError;
-use weir_common::failure::{FailureKind, kafka_failure};
+use weir_common::failure::{FailureKind, kafka_error_text, kafka_failure};
 use weir_common::retry::Retryable;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -29,7 +29,8 @@ impl TaskError {
     }
     /// A Kafka error, classified once for the whole project (`weir_common::failure`).
     pub fn kafka(context: impl Display, error: &KafkaError) -> Self {
-        TaskError { kind: kafka_failure(error), message: format!("{context}: {error}") }
+        let message = format!("{context}: {}", kafka_error_text(error));
+        TaskError { kind: kafka_failure(error), message }
     }
 }
 
