@@ -1,11 +1,13 @@
 //! Shared by every Weir process: the job config, the record and its transforms, domain types and
-//! their one conversion to and from `weir.v1`, errors, telemetry set-up and the shutdown signal.
+//! their one conversion to and from `weir.v1`, errors, how to reach etcd, telemetry set-up and
+//! the shutdown signal.
 
 pub mod batch;
 pub mod checkpoint;
 pub mod config;
 pub mod control;
 pub mod error;
+pub mod etcd;
 pub mod failure;
 pub mod health;
 pub mod kafka_refusal;

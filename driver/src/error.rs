@@ -4,6 +4,7 @@ use std::fmt::Display;
 
 use rdkafka::error::KafkaError;
 use weir_common::ProtoError;
+use weir_common::etcd;
 use weir_common::failure::{FailureKind, kafka_error_text, kafka_failure};
 use weir_common::retry::Retryable;
 
@@ -18,6 +19,13 @@ pub enum DriverError {
          with --auto-compaction-retention, see docs/architecture.md#etcd-layout)"
     )]
     EtcdLimit { endpoints: String, source: etcd_client::Error },
+    /// etcd refused this driver's credentials or its permissions: waiting cannot help.
+    #[error(
+        "etcd at {endpoints}: {refusal} ({}); {}",
+        etcd::message(source),
+        refusal.hint()
+    )]
+    EtcdRefused { endpoints: String, refusal: etcd::Refusal, source: etcd_client::Error },
     /// A Kafka request failed; `kind` (from the one classification, `weir_common::failure`)
     /// says whether waiting can help: a broker away is transient, a refused property is not.
     #[error("Kafka at {brokers}: {message} ({kind})")]
@@ -53,12 +61,16 @@ pub enum DriverError {
 }
 
 impl DriverError {
-    /// An etcd error, told apart by whether waiting can help: a request too large or a full
-    /// database cannot be waited out.
+    /// An etcd error, told apart by whether waiting can help: a request too large, a full
+    /// database, refused credentials or permissions cannot be waited out. `endpoints` says
+    /// where and as whom ([`etcd::EtcdAccess::describe`]).
     pub fn etcd(endpoints: &str, source: etcd_client::Error) -> Self {
         let text = source.to_string();
         let endpoints = endpoints.to_owned();
-        if text.contains("request is too large") || text.contains("database space exceeded") {
+        if let Some(refusal) = etcd::refusal(&source) {
+            DriverError::EtcdRefused { endpoints, refusal, source }
+        } else if text.contains("request is too large") || text.contains("database space exceeded")
+        {
             DriverError::EtcdLimit { endpoints, source }
         } else {
             DriverError::Etcd { endpoints, source }
@@ -164,5 +176,29 @@ mod tests {
         assert!(e.to_string().contains("--max-request-bytes"), "{e}");
         let away = etcd_client::Error::InvalidArgs("connection refused".into());
         assert!(DriverError::etcd("http://e:2379", away).is_retryable());
+    }
+
+    #[test]
+    fn refused_credentials_stop_the_driver_naming_the_user_and_the_endpoint() {
+        let wrong = tonic::Status::invalid_argument(
+            "etcdserver: authentication failed, invalid user ID or password",
+        );
+        let e = DriverError::etcd(
+            "https://e:2379 as user weir-driver",
+            etcd_client::Error::GRpcStatus(wrong),
+        );
+        assert!(!e.is_retryable(), "{e}");
+        assert_eq!(
+            e.to_string(),
+            "etcd at https://e:2379 as user weir-driver: authentication failed (etcdserver: \
+             authentication failed, invalid user ID or password); check the user and its \
+             password (docs/security.md#etcd)"
+        );
+        let denied = tonic::Status::permission_denied("etcdserver: permission denied");
+        let e = DriverError::etcd("https://e:2379", etcd_client::Error::GRpcStatus(denied));
+        assert!(matches!(e, DriverError::EtcdRefused { .. }) && !e.is_retryable(), "{e}");
+        let expired = tonic::Status::unauthenticated("etcdserver: invalid auth token");
+        let e = DriverError::etcd("https://e:2379", etcd_client::Error::GRpcStatus(expired));
+        assert!(e.is_retryable(), "the client renews its token: {e}");
     }
 }

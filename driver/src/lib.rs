@@ -29,12 +29,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use etcd_client::{Client, ConnectOptions};
+use etcd_client::Client;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use weir_common::config::{Guarantee, JobConfig};
+use weir_common::etcd::EtcdAccess;
 use weir_common::protocol::{JobKeys, LeaderRecord};
 use weir_common::retry::retry;
 use weir_proto::v1::driver_server::DriverServer;
@@ -91,6 +92,10 @@ async fn lead(
     // The driver's own clients read the source's secret references here.
     weir_common::config::secrets::check("source.kafka", &config.source.kafka)
         .map_err(|e| DriverError::Unfit(e.to_string()))?;
+    // So is etcd's access: its TLS files and its password, whatever the retries later.
+    EtcdAccess::from_config(&config.checkpoint)
+        .options()
+        .map_err(|e| DriverError::Unfit(format!("{}: {e}", e.part.config_key())))?;
     let listeners = Listeners::bind(&config).await?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
     let driver_id = format!("{}-{}", hostname(), std::process::id());
@@ -157,11 +162,11 @@ impl Running {
         leading: Arc<AtomicBool>,
     ) -> Result<(), DriverError> {
         let config = &self.config;
-        let endpoints = config.checkpoint.etcd.join(",");
-        let client = retry("connecting to etcd", START_RETRY, || {
-            connect_etcd(&config.checkpoint.etcd, &endpoints)
-        })
-        .await?;
+        let access = EtcdAccess::from_config(&config.checkpoint);
+        // Where and as whom, in every etcd error of this driver.
+        let endpoints = access.describe();
+        let client =
+            retry("connecting to etcd", START_RETRY, || connect_etcd(&access, &endpoints)).await?;
         let keys = JobKeys::new(&config.checkpoint.prefix, &config.job.name);
         let lease_ttl = config.driver.executor_timeout.max(Duration::from_secs(2));
         let grpc_addr = grpc.local_addr().map_err(|source| DriverError::Listen {
@@ -357,13 +362,16 @@ impl Drop for Servers {
     }
 }
 
-/// Connects and proves etcd answers (connecting alone does not).
-async fn connect_etcd(urls: &[String], endpoints: &str) -> Result<Client, DriverError> {
+/// Connects (authenticating, when a user is set) and proves etcd answers (connecting alone does
+/// not). Refused credentials are an error no retry repeats ([`DriverError::etcd`]).
+async fn connect_etcd(access: &EtcdAccess, endpoints: &str) -> Result<Client, DriverError> {
     let etcd = |source| DriverError::etcd(endpoints, source);
-    let options = ConnectOptions::new()
+    let options = access
+        .options()
+        .map_err(|e| DriverError::Unfit(format!("{}: {e}", e.part.config_key())))?
         .with_connect_timeout(Duration::from_secs(3))
         .with_timeout(Duration::from_secs(5));
-    let mut client = Client::connect(urls, Some(options)).await.map_err(etcd)?;
+    let mut client = Client::connect(&access.endpoints, Some(options)).await.map_err(etcd)?;
     client.status().await.map_err(etcd)?;
     Ok(client)
 }

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
 
+use weir_common::config::{CheckpointConfig, EtcdTls};
+use weir_common::etcd::EtcdAccess;
+
 use crate::ExecutorOptions;
 
 /// Where `weir-executor health` looks when neither `--http` nor `WEIR_EXECUTOR_HTTP_LISTEN`
@@ -51,6 +54,22 @@ pub struct ExecutorArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// The CA of etcd's certificate (PEM): speak TLS to etcd (https:// endpoints).
+    #[arg(long, env = "WEIR_ETCD_CA", value_name = "FILE")]
+    pub etcd_ca: Option<std::path::PathBuf>,
+    /// A client certificate for etcd (PEM), with --etcd-key; with etcd's authentication on and
+    /// no --etcd-user, its common name is the user.
+    #[arg(long, env = "WEIR_ETCD_CERT", value_name = "FILE")]
+    pub etcd_cert: Option<std::path::PathBuf>,
+    /// The etcd client certificate's private key (PEM).
+    #[arg(long, env = "WEIR_ETCD_KEY", value_name = "FILE")]
+    pub etcd_key: Option<std::path::PathBuf>,
+    /// The etcd user; its password from --etcd-password-file or the WEIR_ETCD_PASSWORD variable.
+    #[arg(long, env = "WEIR_ETCD_USER", value_name = "USER")]
+    pub etcd_user: Option<String>,
+    /// A file holding the etcd user's password (read at each connection, never logged).
+    #[arg(long, env = "WEIR_ETCD_PASSWORD_FILE", value_name = "FILE")]
+    pub etcd_password_file: Option<std::path::PathBuf>,
     /// Run jobs whose Kafka properties make librdkafka load or run code
     /// (plugin.library.paths, ssl.engine.location, ssl.providers, sasl.kerberos.kinit.cmd).
     #[arg(long, env = "WEIR_ALLOW_KAFKA_CODE")]
@@ -116,17 +135,69 @@ impl ExecutorArgs {
             self.tls_cert.as_deref(),
             self.tls_key.as_deref(),
         )?;
+        let password_in_env = std::env::var_os(PASSWORD_VARIABLE).is_some();
+        let etcd = self.etcd_access(password_in_env)?;
         Ok(ExecutorOptions {
             tls,
             allow_kafka_code: self.allow_kafka_code,
             id: self.id.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             address: host,
-            etcd: self.etcd,
+            etcd,
             prefix: self.prefix,
             job: self.job,
             driver: self.driver,
             slots: self.slots,
         })
+    }
+}
+
+/// The variable an executor may read its etcd password from, instead of a file (never a flag:
+/// a command line is visible to every user of the machine).
+pub const PASSWORD_VARIABLE: &str = "WEIR_ETCD_PASSWORD";
+
+impl ExecutorArgs {
+    /// How to reach etcd: `--etcd` and the `--etcd-*` flags, checked as the driver checks
+    /// `[checkpoint]`, and the files and password read once now so a broken one fails the start.
+    /// The password stays a reference, read again at each connection.
+    fn etcd_access(&self, password_in_env: bool) -> Result<EtcdAccess, String> {
+        let tls = match (&self.etcd_ca, &self.etcd_cert, &self.etcd_key) {
+            (None, None, None) => None,
+            (Some(ca), cert, key) => {
+                Some(EtcdTls { ca: ca.clone(), cert: cert.clone(), key: key.clone() })
+            }
+            (None, _, _) => return Err("--etcd-cert and --etcd-key need --etcd-ca".into()),
+        };
+        let password = match (&self.etcd_password_file, password_in_env) {
+            (Some(file), _) => Some(format!("${{file:{}}}", file.display())),
+            (None, true) => Some(format!("${{env:{PASSWORD_VARIABLE}}}")),
+            (None, false) => None,
+        };
+        let checkpoint = CheckpointConfig {
+            etcd: self.etcd.clone(),
+            // --prefix is the executor's own business (not checked here, as before).
+            prefix: CheckpointConfig::default().prefix,
+            user: self.etcd_user.clone(),
+            password: password.filter(|_| self.etcd_user.is_some()),
+            tls,
+        };
+        if self.etcd_user.is_some() && checkpoint.password.is_none() {
+            return Err(format!(
+                "--etcd-user needs a password: --etcd-password-file or {PASSWORD_VARIABLE}"
+            ));
+        }
+        checkpoint.validate().map_err(|e| {
+            let flags = [
+                ("[checkpoint.tls] (ca)", "--etcd-ca"),
+                ("[checkpoint.tls]", "--etcd-ca"),
+                ("checkpoint.tls", "--etcd-cert and --etcd-key"),
+                ("checkpoint.etcd", "--etcd"),
+                ("checkpoint.user", "--etcd-user"),
+            ];
+            flags.iter().fold(e.to_string(), |text, (key, flag)| text.replace(key, flag))
+        })?;
+        let access = EtcdAccess::from_config(&checkpoint);
+        access.options().map_err(|e| format!("{}: {e}", e.part.flag()))?;
+        Ok(access)
     }
 }
 
@@ -206,6 +277,52 @@ mod tests {
         let bad = run_args("7072").http_address().unwrap_err();
         assert!(bad.starts_with("--http-listen: expected host:port"), "{bad}");
         assert!(run_args("host:http").http_address().is_err());
+    }
+
+    #[test]
+    fn etcd_tls_and_a_user_come_from_flags_and_are_checked_at_start() {
+        let dir = std::env::temp_dir().join(format!("weir-executor-cli-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (ca, password) = (dir.join("ca.pem"), dir.join("password"));
+        std::fs::write(&ca, "-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n")
+            .unwrap();
+        std::fs::write(&password, "s3cret\n").unwrap();
+        let access = |extra: &[&str], in_env: bool| {
+            let mut args = vec!["weir-executor", "--job", "j"];
+            args.extend_from_slice(extra);
+            ExecutorArgs::parse_from(args).etcd_access(in_env)
+        };
+        let (ca, password) = (ca.to_str().unwrap(), password.to_str().unwrap());
+        // SAFETY: no other test of this process reads or writes the variable.
+        unsafe { std::env::set_var(super::PASSWORD_VARIABLE, "from-env") };
+        let plain = access(&[], false).unwrap();
+        assert_eq!((plain.tls, plain.user), (None, None), "plaintext, no user by default");
+        let secured = access(
+            &["--etcd", "https://e:2379", "--etcd-ca", ca, "--etcd-user", "weir-executor"],
+            true,
+        )
+        .unwrap();
+        assert_eq!(secured.password.as_deref(), Some("${env:WEIR_ETCD_PASSWORD}"));
+        let from_file = ["--etcd", "https://e:2379", "--etcd-ca", ca, "--etcd-user", "u"];
+        let file_flag = ["--etcd-password-file", password];
+        let with_file = access(&[&from_file[..], &file_flag[..]].concat(), true).unwrap();
+        assert_eq!(with_file.password, Some(format!("${{file:{password}}}")), "the file wins");
+
+        let err = access(&["--etcd", "https://e:2379"], false).unwrap_err();
+        assert!(err.starts_with("--etcd: got \"https://e:2379\", expected an http:// URL, or set --etcd-ca for https://"), "{err}");
+        let err = access(&["--etcd-ca", ca], false).unwrap_err();
+        assert!(err.contains("expected an https:// URL (--etcd-ca is set)"), "{err}");
+        let err = access(&["--etcd-user", "u"], false).unwrap_err();
+        assert!(err.contains("--etcd-user needs a password"), "{err}");
+        let err = access(&["--etcd-cert", ca], false).unwrap_err();
+        assert_eq!(err, "--etcd-cert and --etcd-key need --etcd-ca");
+        let half = ["--etcd", "https://e:2379", "--etcd-ca", ca, "--etcd-cert", ca];
+        let err = access(&half, false).unwrap_err();
+        assert!(err.starts_with("--etcd-cert and --etcd-key: cert and key go together"), "{err}");
+        let gone = ["--etcd", "https://e:2379", "--etcd-ca", "/nonexistent/ca.pem"];
+        let err = access(&gone, false).unwrap_err();
+        assert!(err.starts_with("--etcd-ca: cannot read /nonexistent/ca.pem"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -4,6 +4,7 @@
 use std::fmt::Display;
 
 use rdkafka::error::KafkaError;
+use weir_common::etcd;
 use weir_common::failure::{FailureKind, kafka_error_text, kafka_failure};
 use weir_common::retry::Retryable;
 
@@ -44,6 +45,14 @@ impl Retryable for TaskError {
 pub enum ExecutorError {
     #[error("etcd at {endpoints}: {source}")]
     Etcd { endpoints: String, source: etcd_client::Error },
+    /// etcd refused this executor's credentials, or its role cannot read the leader key: no
+    /// wait mends that, so the executor stops.
+    #[error(
+        "etcd at {endpoints}: {refusal} ({}); {}",
+        etcd::message(source),
+        refusal.hint()
+    )]
+    EtcdRefused { endpoints: String, refusal: etcd::Refusal, source: etcd_client::Error },
     #[error("no driver leads job {job} yet (etcd key {key} is empty)")]
     NoLeader { job: String, key: String },
     /// Another running executor process has this one's id; the driver kept refusing it.
@@ -51,8 +60,19 @@ pub enum ExecutorError {
     DuplicateId(String),
 }
 
+impl ExecutorError {
+    /// An etcd error met at `endpoints` (where and as whom: [`etcd::EtcdAccess::describe`]):
+    /// refused credentials or permissions apart from the rest, which waiting may mend.
+    pub fn etcd(endpoints: String, source: etcd_client::Error) -> Self {
+        match etcd::refusal(&source) {
+            Some(refusal) => ExecutorError::EtcdRefused { endpoints, refusal, source },
+            None => ExecutorError::Etcd { endpoints, source },
+        }
+    }
+}
+
 impl Retryable for ExecutorError {
     fn is_retryable(&self) -> bool {
-        true
+        !matches!(self, ExecutorError::EtcdRefused { .. })
     }
 }

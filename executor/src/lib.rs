@@ -26,7 +26,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span};
-use weir_common::retry::Backoff;
+use weir_common::retry::{Backoff, Retryable};
 pub use weir_common::transform::{Transform, TransformRegistry};
 
 pub use error::ExecutorError;
@@ -111,6 +111,8 @@ async fn attach_until_stopped(
         };
         let end = match found {
             Ok(url) => attacher.session(&url, stop).await,
+            // Refused credentials or permissions: no wait mends them.
+            Err(e) if !e.is_retryable() => return Err(e),
             Err(e) => SessionEnd::Lost(e.to_string()),
         };
         if !matches!(end, SessionEnd::DuplicateId { .. }) {

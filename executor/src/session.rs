@@ -16,6 +16,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::Streaming;
 use tracing::{info, warn};
 use weir_common::OffsetRange;
+use weir_common::etcd::EtcdAccess;
 use weir_common::failure::FailureKind;
 use weir_common::protocol::{JobKeys, LeaderRecord, PROTOCOL_VERSION, TaskId};
 use weir_common::transform::TransformRegistry;
@@ -33,7 +34,8 @@ use crate::task::{Done, TaskControl, range_lag, spawn_task};
 /// How an executor finds and introduces itself to its driver.
 #[derive(Debug, Clone)]
 pub struct ExecutorOptions {
-    pub etcd: Vec<String>,
+    /// Where the job's leader is recorded, and how to log in there (`--etcd`, `--etcd-*`).
+    pub etcd: EtcdAccess,
     pub prefix: String,
     pub job: String,
     /// Attach to this driver URL instead of looking the leader up in etcd.
@@ -153,14 +155,19 @@ impl Attacher {
         if let Some(url) = &self.options.driver {
             return Ok(url.clone());
         }
-        let endpoints = self.options.etcd.join(",");
-        let etcd = |source| ExecutorError::Etcd { endpoints: endpoints.clone(), source };
+        let access = &self.options.etcd;
+        let etcd = |source| ExecutorError::etcd(access.describe(), source);
         if self.etcd.is_none() {
-            let options = etcd_client::ConnectOptions::new()
+            // Checked at start (`cli`); a file or secret that went away since is an etcd error.
+            let options = access
+                .options()
+                .map_err(|e| {
+                    etcd(etcd_client::Error::InvalidArgs(format!("{}: {e}", e.part.flag())))
+                })?
                 .with_connect_timeout(Duration::from_secs(3))
                 .with_timeout(Duration::from_secs(5));
             self.etcd =
-                Some(Client::connect(&self.options.etcd, Some(options)).await.map_err(etcd)?);
+                Some(Client::connect(&access.endpoints, Some(options)).await.map_err(etcd)?);
         }
         let key = JobKeys::new(&self.options.prefix, &self.options.job).leader();
         let client = self.etcd.as_ref().expect("connected above");

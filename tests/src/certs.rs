@@ -55,6 +55,12 @@ impl TestCa {
         self.issue(name, "serverAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
     }
 
+    /// A server certificate for 127.0.0.1 and localhost that is also good as a client's: etcd
+    /// with `--client-cert-auth` dials itself (its gRPC gateway) with its server certificate.
+    pub fn server_and_client(&self, name: &str) -> CertFiles {
+        self.issue(name, "serverAuth,clientAuth", "subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    }
+
     /// A client certificate.
     pub fn client(&self, name: &str) -> CertFiles {
         self.issue(name, "clientAuth", "")

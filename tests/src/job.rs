@@ -34,6 +34,11 @@ pub struct JobFixture {
     /// The etcd the job uses: the test services' (the default), or a test's own
     /// ([`crate::etcd::PrivateEtcd`]) that it may stop and kill. Set it before writing the config.
     pub etcd_endpoints: Vec<String>,
+    /// More `[checkpoint]` lines in the configs written from now on (a user, a password).
+    pub checkpoint: String,
+    /// How the harness logs in to `etcd_endpoints` when that etcd has TLS and users (a secured
+    /// [`crate::etcd::PrivateEtcd`]'s root); `None`: plain.
+    pub etcd_login: Option<etcd::Login>,
     pub config_path: PathBuf,
     pub supervisor: Supervisor,
 }
@@ -71,6 +76,8 @@ impl JobFixture {
             grpc_port: free_port(),
             http_listen: "off".to_owned(),
             etcd_endpoints: services::ensure().etcd_endpoints.clone(),
+            checkpoint: String::new(),
+            etcd_login: None,
             config_path,
             supervisor,
         };
@@ -96,6 +103,7 @@ impl JobFixture {
             grpc_port: self.grpc_port,
             http_listen: &self.http_listen,
             etcd: &self.etcd_endpoints,
+            checkpoint: &self.checkpoint,
             driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
             extra,
         };
@@ -139,7 +147,7 @@ impl JobFixture {
 
     /// Every key of the job in etcd with its value, for comparing the state before and after.
     pub async fn etcd_keys(&self) -> BTreeMap<String, Vec<u8>> {
-        let mut client = etcd::client_at(&self.etcd_endpoints).await;
+        let mut client = etcd::client_with(&self.etcd_endpoints, self.etcd_login.as_ref()).await;
         let options = etcd_client::GetOptions::new().with_prefix();
         let resp =
             client.get(self.keys().job_prefix(), Some(options)).await.expect("etcd get job keys");
@@ -168,7 +176,8 @@ impl JobFixture {
 
     /// This job's progress in etcd, over a connection of its own.
     pub async fn progress(&self) -> EtcdProgress {
-        EtcdProgress::connect_to(&self.etcd_endpoints, &self.prefix, &self.names.job).await
+        let (endpoints, login) = (&self.etcd_endpoints, self.etcd_login.as_ref());
+        EtcdProgress::connect_with(endpoints, login, &self.prefix, &self.names.job).await
     }
 
     /// The committed progress in etcd, if any.
@@ -178,7 +187,7 @@ impl JobFixture {
 
     /// Every batch record in etcd, committed or not, by id.
     pub async fn batch_records(&self) -> BTreeMap<u64, BatchPlan> {
-        let mut client = etcd::client_at(&self.etcd_endpoints).await;
+        let mut client = etcd::client_with(&self.etcd_endpoints, self.etcd_login.as_ref()).await;
         let options = etcd_client::GetOptions::new().with_prefix();
         let resp = client
             .get(self.keys().batches_prefix(), Some(options))
@@ -257,7 +266,18 @@ impl EtcdProgress {
 
     /// The same, on the etcd at `endpoints`.
     pub async fn connect_to(endpoints: &[String], prefix: &str, job: &str) -> Self {
-        Self { client: etcd::client_at(endpoints).await, keys: JobKeys::new(prefix, job) }
+        Self::connect_with(endpoints, None, prefix, job).await
+    }
+
+    /// The same, logged in with `login` (an etcd with TLS and users).
+    pub async fn connect_with(
+        endpoints: &[String],
+        login: Option<&etcd::Login>,
+        prefix: &str,
+        job: &str,
+    ) -> Self {
+        let client = etcd::client_with(endpoints, login).await;
+        Self { client, keys: JobKeys::new(prefix, job) }
     }
 
     /// The committed progress, if any.
@@ -349,6 +369,8 @@ pub struct JobConfig<'a> {
     pub http_listen: &'a str,
     /// `checkpoint.etcd`.
     pub etcd: &'a [String],
+    /// More `[checkpoint]` lines.
+    pub checkpoint: &'a str,
     /// More `[driver]` lines.
     pub driver: &'a str,
     /// TOML appended at the end (e.g. a `[transform]`).
@@ -374,6 +396,7 @@ brokers = "{brokers}"
 [checkpoint]
 etcd = [{etcd}]
 prefix = "{prefix}"
+{checkpoint}
 
 [driver]
 grpc_listen = "127.0.0.1:{port}"
@@ -389,6 +412,7 @@ http_listen = "{http_listen}"
             sink = self.sink,
             etcd = etcd.join(", "),
             prefix = self.prefix,
+            checkpoint = self.checkpoint,
             port = self.grpc_port,
             http_listen = self.http_listen,
             driver = self.driver,

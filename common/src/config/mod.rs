@@ -22,8 +22,8 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DriverSection, DriverTls, Guarantee,
-    JobConfig, JobSection, OnDataLoss, Partitioning, SinkConfig, SinkKind, SourceConfig,
+    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DriverSection, DriverTls, EtcdTls,
+    Guarantee, JobConfig, JobSection, OnDataLoss, Partitioning, SinkConfig, SinkKind, SourceConfig,
     StartingOffsets,
 };
 
@@ -78,6 +78,13 @@ impl JobConfig {
     /// pattern is used.
     pub fn source_topics(&self) -> &[String] {
         &self.source.topics
+    }
+}
+
+impl CheckpointConfig {
+    /// The start-up checks of `[checkpoint]` alone (for `weirctl`, which may have no whole config).
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        validate::checkpoint(self)
     }
 }
 

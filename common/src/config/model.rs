@@ -226,14 +226,25 @@ pub enum Partitioning {
     SameAsInput,
 }
 
-/// `[checkpoint]`: where the driver keeps plans and offsets.
+/// `[checkpoint]`: where the driver keeps plans and offsets, and how it logs in there.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CheckpointConfig {
-    /// etcd endpoints, `http://` URLs (no TLS yet).
+    /// etcd endpoints: `http://` URLs, or `https://` ones with `[checkpoint.tls]`.
     pub etcd: Vec<String>,
     /// The key prefix; the job's keys live under `{prefix}/jobs/{job.name}/`.
     pub prefix: String,
+    /// The etcd user the driver (and `weirctl`) log in as, with `password`. None: no user, or
+    /// the name in the client certificate of `[checkpoint.tls]`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    /// `user`'s password, always a secret reference (`${env:NAME}` or `${file:PATH}`), read by
+    /// each process where it connects: the config executors receive never holds the password.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password: Option<String>,
+    /// `[checkpoint.tls]`: TLS to etcd; `None`: plaintext (`http://` endpoints).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls: Option<EtcdTls>,
 }
 
 impl Default for CheckpointConfig {
@@ -241,8 +252,27 @@ impl Default for CheckpointConfig {
         CheckpointConfig {
             etcd: vec!["http://127.0.0.1:2379".to_owned()],
             prefix: "/weir".to_owned(),
+            user: None,
+            password: None,
+            tls: None,
         }
     }
+}
+
+/// `[checkpoint.tls]`: the files of TLS to etcd, all PEM. `cert` and `key` (together) are a
+/// client certificate, for an etcd run with `--client-cert-auth`; with authentication on and no
+/// `checkpoint.user`, etcd takes the certificate's common name as the user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EtcdTls {
+    /// The CA that signed etcd's server certificate.
+    pub ca: PathBuf,
+    /// A client certificate (chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert: Option<PathBuf>,
+    /// Its private key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<PathBuf>,
 }
 
 /// `[driver]`: the driver's endpoints and how it watches executors and retries tasks.

@@ -1,11 +1,12 @@
 //! Secrets by reference: a `[source.kafka]` or `[sink.kafka]` value written `${env:NAME}` or
-//! `${file:PATH}` is read where a Kafka client is made, from that process's own environment or
-//! files. The config itself (what the driver logs, shows and sends to executors) only ever holds
-//! the reference, so a password never travels and each process can be given its own.
+//! `${file:PATH}` (and `checkpoint.password`, which must be written so) is read where a client is
+//! made, from that process's own environment or files. The config itself (what the driver logs,
+//! shows and sends to executors) only ever holds the reference, so a password never travels and
+//! each process can be given its own.
 //!
-//! Each process checks at start that the references it uses resolve (the driver the source's,
-//! an executor both sections), so a missing variable is an error naming the key, not a refused
-//! login later.
+//! Each process checks at start that the references it uses resolve (the driver the source's and
+//! etcd's, an executor both Kafka sections), so a missing variable is an error naming the key,
+//! not a refused login later.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -30,6 +31,16 @@ pub fn resolve(value: &str) -> Result<Cow<'_, str>, String> {
         return Ok(Cow::Owned(line.to_owned()));
     }
     Err(format!("{value:?} is not a reference Weir reads; write ${{env:NAME}} or ${{file:PATH}}"))
+}
+
+/// Whether `value` is written as a reference (`${env:NAME}` or `${file:PATH}`), resolvable or not.
+pub fn is_reference(value: &str) -> bool {
+    value.strip_prefix("${").and_then(|v| v.strip_suffix('}')).is_some_and(|reference| {
+        reference
+            .strip_prefix("env:")
+            .or_else(|| reference.strip_prefix("file:"))
+            .is_some_and(|rest| !rest.is_empty())
+    })
 }
 
 /// Checks that every reference among `properties` (the section `section`) resolves here.

@@ -445,9 +445,43 @@ fn the_outage_limit_is_off_by_default_and_takes_a_duration_or_off() {
 }
 
 #[test]
-fn tls_endpoints_this_build_cannot_speak_are_refused_with_the_way_out() {
+fn etcd_over_tls_with_a_user_needs_its_settings_together_and_a_password_by_reference() {
+    let tls = "[checkpoint.tls]\nca = \"ca.pem\"\n";
     let err = error(&with("[checkpoint]\netcd = [\"https://etcd-1:2379\"]"));
-    assert!(err.starts_with(r#"checkpoint.etcd: got "https://etcd-1:2379", expected an http:// URL (this build does not speak TLS to etcd yet"#), "{err}");
+    assert_eq!(
+        err,
+        r#"checkpoint.etcd: got "https://etcd-1:2379", expected an http:// URL, or set [checkpoint.tls] (ca) for https://"#
+    );
+    let err = error(&with(&format!("[checkpoint]\netcd = [\"http://etcd-1:2379\"]\n{tls}")));
+    assert!(err.contains("expected an https:// URL ([checkpoint.tls] is set)"), "{err}");
+    let err = error(&with("[checkpoint]\netcd = [\"etcd-1:2379\"]"));
+    assert!(err.contains("expected an http:// or https:// URL"), "{err}");
+    let err = error(&with("[checkpoint]\nuser = \"weir-driver\""));
+    assert_eq!(err, "checkpoint.password: checkpoint.user needs a password");
+    let err = error(&with("[checkpoint]\npassword = \"${env:P}\""));
+    assert_eq!(err, "checkpoint.user: checkpoint.password is set without a user");
+    let err = error(&with("[checkpoint]\nuser = \"weir-driver\"\npassword = \"hunter2\""));
+    assert!(
+        err.starts_with("checkpoint.password: got a plain value, expected a reference"),
+        "{err}"
+    );
+    assert!(!err.contains("hunter2"), "the refusal does not echo the password: {err}");
+    let half = "[checkpoint.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\n";
+    let err = error(&with(&format!("[checkpoint]\netcd = [\"https://etcd-1:2379\"]\n{half}")));
+    assert_eq!(err, "checkpoint.tls: cert and key go together: give both or neither");
+
+    let text = with(
+        "[checkpoint]\netcd = [\"https://etcd-1:2379\", \"https://etcd-2:2379\"]\n\
+         user = \"weir-driver\"\npassword = \"${file:/run/secrets/etcd}\"\n\
+         [checkpoint.tls]\nca = \"ca.pem\"\ncert = \"c.pem\"\nkey = \"c.key\"\n",
+    );
+    let config = JobConfig::from_toml_str(&text).unwrap();
+    assert_eq!(config.checkpoint.user.as_deref(), Some("weir-driver"));
+    let files = config.checkpoint.tls.as_ref().unwrap();
+    assert_eq!(files.key.as_deref(), Some(std::path::Path::new("c.key")));
+    let again = JobConfig::from_toml_str(&config.to_toml_string()).unwrap();
+    assert_eq!(again, config, "round-trips");
+    assert!(config.masked_toml().contains("password = \"${file:/run/secrets/etcd}\""));
 }
 
 #[test]

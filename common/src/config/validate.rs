@@ -7,7 +7,7 @@ use std::time::Duration;
 use super::model::anchored;
 use super::{
     CheckpointConfig, ConfigError, DriverSection, Guarantee, JobConfig, SinkConfig, SinkKind,
-    SourceConfig, StartingOffsets, duration,
+    SourceConfig, StartingOffsets, duration, secrets,
 };
 use crate::transform::{OnRecordError, StepConfig, TransformConfig};
 
@@ -267,18 +267,29 @@ fn transform(
     Ok(())
 }
 
-fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigError> {
+pub(super) fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigError> {
     if checkpoint.etcd.is_empty() {
         return Err(rule(
             "checkpoint.etcd",
             "give at least one endpoint, like \"http://127.0.0.1:2379\"",
         ));
     }
+    // The scheme says whether TLS is spoken, for every endpoint alike: a mismatch would be
+    // refused by etcd or, worse, send the password in clear.
     for endpoint in &checkpoint.etcd {
-        if !endpoint.starts_with("http://") || !is_url(endpoint) {
-            let expected = "an http:// URL (this build does not speak TLS to etcd yet: use \
-                            http:// on a trusted network, or a TLS proxy beside each process)";
-            return Err(invalid("checkpoint.etcd", quoted(endpoint), expected));
+        if !is_url(endpoint) {
+            return Err(invalid("checkpoint.etcd", quoted(endpoint), "an http:// or https:// URL"));
+        }
+        match (endpoint.starts_with("https://"), checkpoint.tls.is_some()) {
+            (true, false) => {
+                let expected = "an http:// URL, or set [checkpoint.tls] (ca) for https://";
+                return Err(invalid("checkpoint.etcd", quoted(endpoint), expected));
+            }
+            (false, true) => {
+                let expected = "an https:// URL ([checkpoint.tls] is set)";
+                return Err(invalid("checkpoint.etcd", quoted(endpoint), expected));
+            }
+            _ => {}
         }
     }
     let prefix = &checkpoint.prefix;
@@ -286,6 +297,32 @@ fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigError> {
         let expected =
             "a key prefix that starts with \"/\" and does not end with one, like \"/weir\"";
         return Err(invalid("checkpoint.prefix", quoted(prefix), expected));
+    }
+    match (&checkpoint.user, &checkpoint.password) {
+        (Some(user), _) if user.is_empty() => {
+            return Err(invalid("checkpoint.user", quoted(user), "an etcd user name"));
+        }
+        (Some(_), None) => {
+            return Err(rule("checkpoint.password", "checkpoint.user needs a password"));
+        }
+        (None, Some(_)) => {
+            return Err(rule("checkpoint.user", "checkpoint.password is set without a user"));
+        }
+        (Some(_), Some(password)) if !secrets::is_reference(password) => {
+            // Never echo what might be the password itself.
+            return Err(invalid(
+                "checkpoint.password",
+                "a plain value".into(),
+                "a reference, \"${env:NAME}\" or \"${file:PATH}\" (the config travels to \
+                 executors and into logs; each process reads the password where it connects)",
+            ));
+        }
+        _ => {}
+    }
+    if let Some(tls) = &checkpoint.tls
+        && tls.cert.is_some() != tls.key.is_some()
+    {
+        return Err(rule("checkpoint.tls", "cert and key go together: give both or neither"));
     }
     Ok(())
 }

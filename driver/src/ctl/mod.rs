@@ -27,7 +27,8 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{ArgGroup, Args, Parser, Subcommand};
-use weir_common::config::{JobConfig, SourceConfig};
+use weir_common::config::{CheckpointConfig, EtcdTls, JobConfig, SourceConfig};
+use weir_common::etcd::EtcdAccess;
 
 use self::kafka::KafkaView;
 use self::output::Format;
@@ -35,7 +36,8 @@ use self::reset::OutOfRange;
 use self::store::JobStore;
 
 /// Inspect and steer a Weir job: its status, batches and offsets; stop, resume, delete it;
-/// drain an executor. Reads the job config (`--config`) or `--etcd/--prefix/--job`.
+/// drain an executor. Reads the job config (`--config`) or `--etcd/--prefix/--job` (and the
+/// `--etcd-*` flags for an etcd with TLS or users).
 #[derive(Parser)]
 #[command(name = "weirctl", version, about)]
 pub struct Cli {
@@ -52,6 +54,21 @@ pub struct Cli {
     /// The etcd key prefix (default: the config's, or /weir).
     #[arg(long, global = true)]
     prefix: Option<String>,
+    /// The CA of etcd's certificate (PEM), for https:// endpoints (default: checkpoint.tls.ca).
+    #[arg(long, global = true, value_name = "FILE")]
+    etcd_ca: Option<PathBuf>,
+    /// A client certificate for etcd (PEM), with --etcd-key (default: checkpoint.tls.cert).
+    #[arg(long, global = true, value_name = "FILE")]
+    etcd_cert: Option<PathBuf>,
+    /// The client certificate's private key (PEM) (default: checkpoint.tls.key).
+    #[arg(long, global = true, value_name = "FILE")]
+    etcd_key: Option<PathBuf>,
+    /// The etcd user, with --etcd-password-file (default: checkpoint.user).
+    #[arg(long, global = true, value_name = "USER")]
+    etcd_user: Option<String>,
+    /// A file holding the etcd user's password (default: checkpoint.password's reference).
+    #[arg(long, global = true, value_name = "FILE")]
+    etcd_password_file: Option<PathBuf>,
     /// The job name (default: the config's).
     #[arg(long, global = true)]
     job: Option<String>,
@@ -296,10 +313,7 @@ async fn connect(cli: &Cli) -> Result<Ctl, CtlError> {
         .clone()
         .or_else(|| config.as_ref().map(|c| c.job.name.clone()))
         .ok_or_else(|| CtlError::Usage("which job? give --config or --job".into()))?;
-    let defaults = weir_common::config::CheckpointConfig::default();
-    let checkpoint = config.as_ref().map_or(defaults, |c| c.checkpoint.clone());
-    let etcd = if cli.etcd.is_empty() { checkpoint.etcd } else { cli.etcd.clone() };
-    let prefix = cli.prefix.clone().unwrap_or(checkpoint.prefix);
+    let checkpoint = checkpoint(cli, config.as_ref())?;
     let mut source = config.map(|c| c.source);
     if let Some(brokers) = &cli.brokers {
         match &mut source {
@@ -307,11 +321,43 @@ async fn connect(cli: &Cli) -> Result<Ctl, CtlError> {
             None => source = Some(bare_source(brokers)?),
         }
     }
-    let store = JobStore::connect(&etcd, &prefix, &job).await?;
+    let access = EtcdAccess::from_config(&checkpoint);
+    let store = JobStore::connect(&access, &checkpoint.prefix, &job).await?;
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown host".into());
     Ok(Ctl { job, store, source, format: cli.output, me: format!("weirctl on {host}") })
+}
+
+/// The config's `[checkpoint]` (or the defaults) with the flags applied, checked as the driver
+/// checks it.
+fn checkpoint(cli: &Cli, config: Option<&JobConfig>) -> Result<CheckpointConfig, CtlError> {
+    let mut checkpoint = config.map_or_else(CheckpointConfig::default, |c| c.checkpoint.clone());
+    if !cli.etcd.is_empty() {
+        checkpoint.etcd = cli.etcd.clone();
+    }
+    if let Some(prefix) = &cli.prefix {
+        checkpoint.prefix = prefix.clone();
+    }
+    if let Some(ca) = &cli.etcd_ca {
+        let tls = checkpoint.tls.get_or_insert(EtcdTls { ca: ca.clone(), cert: None, key: None });
+        tls.ca = ca.clone();
+    }
+    if cli.etcd_cert.is_some() || cli.etcd_key.is_some() {
+        let Some(tls) = &mut checkpoint.tls else {
+            return Err(CtlError::Usage("--etcd-cert and --etcd-key need --etcd-ca".into()));
+        };
+        tls.cert = cli.etcd_cert.clone().or(tls.cert.take());
+        tls.key = cli.etcd_key.clone().or(tls.key.take());
+    }
+    if let Some(user) = &cli.etcd_user {
+        checkpoint.user = Some(user.clone());
+    }
+    if let Some(file) = &cli.etcd_password_file {
+        checkpoint.password = Some(format!("${{file:{}}}", file.display()));
+    }
+    checkpoint.validate().map_err(|e| CtlError::Usage(format!("etcd: {e}")))?;
+    Ok(checkpoint)
 }
 
 /// A source config with only the brokers (no `[source.kafka]` properties).

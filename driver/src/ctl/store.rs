@@ -4,10 +4,11 @@
 
 use std::time::Duration;
 
-use etcd_client::{Client, Compare, CompareOp, ConnectOptions, GetOptions, Txn, TxnOp};
+use etcd_client::{Client, Compare, CompareOp, GetOptions, Txn, TxnOp};
 use weir_common::OffsetsCheckpoint;
 use weir_common::batch::BatchPlan;
 use weir_common::control::{DrainRequest, JobControl, JobState};
+use weir_common::etcd::{self, EtcdAccess};
 use weir_common::lanes::LaneMap;
 use weir_common::protocol::{JobKeys, LeaderRecord};
 
@@ -62,17 +63,33 @@ pub struct JobStore {
 }
 
 impl JobStore {
-    pub async fn connect(etcd: &[String], prefix: &str, job: &str) -> Result<Self, CtlError> {
-        let endpoints = etcd.join(",");
-        let options = ConnectOptions::new()
+    /// Connects to the job's etcd as `access` says (TLS, a user) and proves it answers.
+    pub async fn connect(access: &EtcdAccess, prefix: &str, job: &str) -> Result<Self, CtlError> {
+        let endpoints = access.describe();
+        let options = access
+            .options()
+            .map_err(|e| {
+                CtlError::Usage(format!("{} ({}): {e}", e.part.config_key(), e.part.flag()))
+            })?
             .with_connect_timeout(Duration::from_secs(3))
             .with_timeout(Duration::from_secs(10));
-        let failed = |e: etcd_client::Error| {
-            CtlError::Failed(format!("cannot reach etcd at {endpoints}: {e}"))
+        let store = |client| JobStore {
+            client,
+            keys: JobKeys::new(prefix, job),
+            endpoints: endpoints.clone(),
         };
-        let mut client = Client::connect(etcd, Some(options)).await.map_err(failed)?;
-        client.status().await.map_err(failed)?;
-        Ok(JobStore { client, keys: JobKeys::new(prefix, job), endpoints })
+        let connected = async {
+            let mut client = Client::connect(&access.endpoints, Some(options)).await?;
+            client.status().await?;
+            Ok(client)
+        };
+        match connected.await {
+            Ok(client) => Ok(store(client)),
+            Err(e) if etcd::refusal(&e).is_none() => {
+                Err(CtlError::Failed(format!("cannot reach etcd at {endpoints}: {e}")))
+            }
+            Err(e) => Err(store_error(&endpoints, "connecting", e)),
+        }
     }
 
     pub fn keys(&self) -> &JobKeys {
@@ -80,7 +97,7 @@ impl JobStore {
     }
 
     fn failed(&self, what: &str, e: etcd_client::Error) -> CtlError {
-        CtlError::Failed(format!("{what} in etcd at {}: {e}", self.endpoints))
+        store_error(&self.endpoints, what, e)
     }
 
     pub async fn snapshot(&self) -> Result<Snapshot, CtlError> {
@@ -219,5 +236,18 @@ impl JobStore {
             ));
         }
         compares
+    }
+}
+
+/// An etcd error met while doing `what`: refused credentials or permissions say so and what to
+/// do; anything else is etcd failing or away.
+fn store_error(endpoints: &str, what: &str, e: etcd_client::Error) -> CtlError {
+    match etcd::refusal(&e) {
+        Some(refusal) => CtlError::Failed(format!(
+            "etcd at {endpoints}: {refusal} ({what}: {}); {}",
+            etcd::message(&e),
+            refusal.hint()
+        )),
+        None => CtlError::Failed(format!("{what} in etcd at {endpoints}: {e}")),
     }
 }

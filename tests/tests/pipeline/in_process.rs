@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use weir_common::etcd::EtcdAccess;
 use weir_common::protocol::{JobKeys, LeaderRecord};
 use weir_executor::{ExecutorOptions, TransformRegistry};
 use weir_tests::job::{self, JobFixture, id_counts};
@@ -76,6 +77,7 @@ fn config(job: &JobFixture) -> Arc<weir_common::config::JobConfig> {
         grpc_port: 0,
         http_listen: "off",
         etcd: &job.etcd_endpoints,
+        checkpoint: "",
         driver: "executor_timeout = \"3s\"\nheartbeat_interval = \"500ms\"",
         extra: "",
     }
@@ -91,7 +93,10 @@ fn config(job: &JobFixture) -> Arc<weir_common::config::JobConfig> {
 /// `--driver` (the leader is looked up in etcd).
 fn executor_options(job: &JobFixture, id: &str) -> ExecutorOptions {
     ExecutorOptions {
-        etcd: services::ensure().etcd_endpoints.clone(),
+        etcd: EtcdAccess {
+            endpoints: services::ensure().etcd_endpoints.clone(),
+            ..EtcdAccess::default()
+        },
         prefix: job.prefix.clone(),
         job: job.names.job.clone(),
         driver: None,

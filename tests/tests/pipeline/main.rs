@@ -4,6 +4,7 @@
 
 mod bad_input;
 mod delivery;
+mod etcd_security;
 mod executor_http;
 mod guarantees;
 mod in_process;

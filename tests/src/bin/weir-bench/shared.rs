@@ -92,6 +92,7 @@ impl BenchJob {
             grpc_port: free_port(),
             http_listen: &format!("127.0.0.1:{http_port}"),
             etcd: &weir_tests::services::ensure().etcd_endpoints,
+            checkpoint: "",
             driver: "",
             extra: "",
         }
