@@ -12,6 +12,7 @@ pub mod failure;
 pub mod health;
 pub mod kafka_refusal;
 pub mod lanes;
+pub mod limits;
 pub mod offset_range;
 pub mod protocol;
 pub mod record;

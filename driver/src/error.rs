@@ -129,6 +129,8 @@ pub enum AttachRefused {
     Replaced { this: u64, newer: u64 },
     #[error("the driver is stopping")]
     Stopping,
+    #[error("the job has {limit} executors attached, the most one job takes")]
+    TooMany { limit: usize },
     #[error(
         "executor id {executor} is already attached from another running process (at {address}); give each executor its own --id"
     )]
@@ -153,6 +155,7 @@ impl From<AttachRefused> for tonic::Status {
                 tonic::Status::failed_precondition(message)
             }
             AttachRefused::Stopping => tonic::Status::unavailable(message),
+            AttachRefused::TooMany { .. } => tonic::Status::resource_exhausted(message),
             AttachRefused::DuplicateId { executor_timeout_ms, .. } => {
                 let mut status = tonic::Status::already_exists(message);
                 if let Ok(value) = executor_timeout_ms.to_string().parse() {

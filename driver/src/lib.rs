@@ -12,6 +12,7 @@ mod error;
 mod etcd;
 mod group;
 mod http;
+mod incoming;
 mod io;
 mod job;
 mod metrics;
@@ -31,7 +32,6 @@ use std::time::Duration;
 
 use etcd_client::Client;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 use weir_common::config::{Guarantee, JobConfig};
@@ -258,7 +258,7 @@ impl Running {
             group: Arc::new(KafkaGroup::new(config)?),
         };
         let mut servers = Servers::default();
-        let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+        let (events_tx, events_rx) = tokio::sync::mpsc::channel(job::EVENT_QUEUE);
         let session = Session {
             job: config.job.name.clone(),
             driver_id: self.me.driver_id.clone(),
@@ -272,7 +272,7 @@ impl Running {
         servers.tasks.push(tokio::spawn(async move {
             let result = grpc_server
                 .add_service(service)
-                .serve_with_incoming_shutdown(TcpListenerStream::new(grpc), grpc_stop.cancelled())
+                .serve_with_incoming_shutdown(incoming::guarded(grpc), grpc_stop.cancelled())
                 .await;
             if let Err(e) = result {
                 warn!(error = %e, "The gRPC server stopped");

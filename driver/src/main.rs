@@ -38,6 +38,8 @@ async fn main() -> std::process::ExitCode {
     }
     let args = Args::parse();
     weir_common::telemetry::init();
+    let open_files = weir_common::limits::raise_open_files();
+    tracing::debug!(?open_files, "Open files limit");
     let config = match JobConfig::load(Some(&args.config), std::env::vars(), &args.overrides) {
         Ok(config) => Arc::new(config),
         Err(e) => {

@@ -190,7 +190,7 @@ impl DriverMetrics {
             "Records a filter dropped, per source topic",
             m.records_filtered.clone(),
         );
-        r.register("records_rejected", "Records a transform rejected (dead-lettered or skipped by on_record_error), per source topic", m.records_rejected.clone());
+        r.register("records_rejected", "Records rejected by a transform or refused by the sink's topic (dead-lettered or skipped by on_record_error), per source topic", m.records_rejected.clone());
         r.register("records_lost", "Records Kafka no longer held when the job came to read them (on_data_loss = skip), per source topic", m.records_lost.clone());
         r.register("records_abandoned", "At-most-once: offsets of tasks that failed or were lost and were not run again, per source topic", m.records_abandoned.clone());
         r.register(

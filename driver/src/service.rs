@@ -10,7 +10,8 @@ use std::time::Duration;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
-use tokio_stream::wrappers::UnboundedReceiverStream;
+use tokio_stream::wrappers::ReceiverStream;
+use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status, Streaming};
 use weir_common::failure::FailureKind;
 use weir_common::protocol::{PROTOCOL_VERSION, TaskId, TaskMetrics};
@@ -24,6 +25,9 @@ use crate::job::{Command, Event, ExecutorEvent, now_ms};
 /// How long an attach waits for the job loop's answer (the loop is busy at most one etcd write;
 /// a stopping loop never answers).
 const VERDICT_LIMIT: Duration = Duration::from_secs(10);
+/// Messages to one executor not yet taken by its connection: a heartbeat a second and its
+/// tasks. A peer that leaves this many unread has stopped reading, and is let go.
+const OUTBOUND_QUEUE: usize = 1024;
 /// How long a connection may take to send its hello: a peer that connects and says nothing is
 /// dropped, not kept for ever.
 const HELLO_LIMIT: Duration = Duration::from_secs(10);
@@ -39,12 +43,12 @@ pub struct Session {
 
 pub struct DriverService {
     session: Arc<Session>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     next_conn: AtomicU64,
 }
 
 impl DriverService {
-    pub fn new(session: Session, events: mpsc::UnboundedSender<Event>) -> Self {
+    pub fn new(session: Session, events: mpsc::Sender<Event>) -> Self {
         DriverService { session: Arc::new(session), events, next_conn: AtomicU64::new(1) }
     }
 }
@@ -115,7 +119,7 @@ impl Driver for DriverService {
             verdict,
         };
         // The job loop holds the only sender of commands: dropping it ends the stream.
-        if self.events.send(attached).is_err() {
+        if self.events.send(attached).await.is_err() {
             return Err(AttachRefused::Stopping.into());
         }
         match tokio::time::timeout(VERDICT_LIMIT, verdict_rx).await {
@@ -123,15 +127,25 @@ impl Driver for DriverService {
             Ok(Ok(Err(refused))) => return Err(refused.into()),
             Ok(Err(_)) | Err(_) => return Err(AttachRefused::Stopping.into()),
         }
-        let (outbound, rx) = mpsc::unbounded_channel();
-        tokio::spawn(send_to_executor(self.session.clone(), commands_rx, outbound));
+        let (outbound, rx) = mpsc::channel(OUTBOUND_QUEUE);
+        // Set when the writer gives up on a peer that does not read: the reader ends the
+        // connection then, whatever the peer still sends.
+        let deaf = CancellationToken::new();
+        let writer = send_to_executor(self.session.clone(), commands_rx, outbound, deaf.clone());
+        tokio::spawn(writer);
         let events = self.events.clone();
         tokio::spawn(async move {
             let reason = loop {
-                match inbound.message().await {
+                let message = tokio::select! {
+                    message = inbound.message() => message,
+                    _ = deaf.cancelled() => {
+                        break format!("it read none of the last {OUTBOUND_QUEUE} messages sent to it");
+                    }
+                };
+                match message {
                     Ok(Some(pb::ExecutorMessage { kind: Some(kind) })) => match convert(kind) {
                         Ok(event) => {
-                            if events.send(Event::Message { conn, event }).is_err() {
+                            if events.send(Event::Message { conn, event }).await.is_err() {
                                 return;
                             }
                         }
@@ -142,9 +156,9 @@ impl Driver for DriverService {
                     Err(status) => break status.to_string(),
                 }
             };
-            let _ = events.send(Event::Detached { conn, reason });
+            let _ = events.send(Event::Detached { conn, reason }).await;
         });
-        Ok(Response::new(UnboundedReceiverStream::new(rx).map(Ok).boxed()))
+        Ok(Response::new(ReceiverStream::new(rx).map(Ok).boxed()))
     }
 }
 
@@ -153,8 +167,18 @@ impl Driver for DriverService {
 async fn send_to_executor(
     session: Arc<Session>,
     mut commands: mpsc::UnboundedReceiver<Command>,
-    outbound: mpsc::UnboundedSender<pb::DriverMessage>,
+    outbound: mpsc::Sender<pb::DriverMessage>,
+    deaf: CancellationToken,
 ) {
+    // A full queue means the peer has stopped reading: stop writing to it, and say so.
+    let send = |message| match outbound.try_send(message) {
+        Ok(()) => true,
+        Err(mpsc::error::TrySendError::Full(_)) => {
+            deaf.cancel();
+            false
+        }
+        Err(mpsc::error::TrySendError::Closed(_)) => false,
+    };
     let message = |kind| pb::DriverMessage { generation: session.generation, kind: Some(kind) };
     let welcome = pb::driver_message::Kind::Welcome(pb::Welcome {
         protocol_version: PROTOCOL_VERSION,
@@ -162,7 +186,7 @@ async fn send_to_executor(
         driver_id: session.driver_id.clone(),
         config_toml: session.config_toml.clone(),
     });
-    if outbound.send(message(welcome)).is_err() {
+    if !send(message(welcome)) {
         return;
     }
     let mut tick = tokio::time::interval(session.heartbeat_interval);
@@ -176,7 +200,7 @@ async fn send_to_executor(
                 pb::driver_message::Kind::Heartbeat(pb::Heartbeat { sent_at_ms: now_ms() })
             }
         };
-        if outbound.send(message(kind)).is_err() {
+        if !send(message(kind)) {
             return;
         }
     }

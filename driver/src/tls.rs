@@ -19,6 +19,8 @@ use crate::error::DriverError;
 /// HTTP/2 and TCP keepalive on executor connections: a peer that vanished without closing is
 /// noticed by the transport, not only by the missing heartbeats.
 const KEEPALIVE: Duration = Duration::from_secs(10);
+/// How long a TLS handshake may take.
+const HANDSHAKE: Duration = Duration::from_secs(10);
 
 /// The gRPC server the driver runs each term: TLS from `tls` (checked here), keepalives on.
 #[derive(Clone)]
@@ -59,7 +61,9 @@ impl GrpcServer {
 fn server_tls(files: &DriverTls) -> Result<ServerTlsConfig, DriverError> {
     let identity = Identity::from_pem(read("cert", &files.cert)?, read("key", &files.key)?);
     let client_ca = Certificate::from_pem(read("client_ca", &files.client_ca)?);
-    Ok(ServerTlsConfig::new().identity(identity).client_ca_root(client_ca))
+    let tls = ServerTlsConfig::new().identity(identity).client_ca_root(client_ca);
+    // A peer that starts a handshake and stalls is dropped, not kept.
+    Ok(tls.timeout(HANDSHAKE))
 }
 
 fn read(key: &str, path: &Path) -> Result<Vec<u8>, DriverError> {

@@ -217,6 +217,8 @@ pub async fn main(transforms: crate::TransformRegistry) -> ExitCode {
     }
     let args = ExecutorArgs::parse();
     weir_common::telemetry::init();
+    let open_files = weir_common::limits::raise_open_files();
+    tracing::debug!(?open_files, "Open files limit");
     let (options, http) =
         match args.http_address().and_then(|http| Ok((args.into_options()?, http))) {
             Ok(parsed) => parsed,

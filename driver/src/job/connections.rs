@@ -66,6 +66,12 @@ impl JobLoop {
                         return Ok(());
                     }
                     self.drop_connection(old, "it attached again");
+                } else if self.connections.0.len() >= super::MAX_EXECUTORS {
+                    warn!(executor = %executor, address = %address,
+                        "Refused an executor: the job has {} attached already", super::MAX_EXECUTORS);
+                    let _ =
+                        verdict.send(Err(AttachRefused::TooMany { limit: super::MAX_EXECUTORS }));
+                    return Ok(());
                 }
                 if verdict.send(Ok(())).is_err() {
                     return Ok(()); // The attach gave up waiting; its stream is gone.

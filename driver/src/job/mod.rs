@@ -53,6 +53,13 @@ use control::ControlPoller;
 /// Batches recorded but not committed at once: the next batch is planned while the previous
 /// one finishes, so lanes do not idle between batches.
 const MAX_BATCHES_IN_FLIGHT: usize = 2;
+/// The events waiting for the loop (from every connection). Bounded, so a peer that floods the
+/// driver with messages is slowed (its stream is not read while the queue is full: HTTP/2 flow
+/// control pushes back), instead of growing the driver's memory.
+pub(crate) const EVENT_QUEUE: usize = 4096;
+/// The most executors attached to one job at once: a peer opening connection after connection
+/// gets refused, not a slot in the loop's tables each.
+pub(crate) const MAX_EXECUTORS: usize = 1024;
 
 /// How long a stopping driver waits for in-flight batches to commit.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
@@ -181,7 +188,7 @@ impl JobLoop {
     /// again; then it replays the batches an earlier driver recorded.
     pub async fn run(
         mut self,
-        mut events: mpsc::UnboundedReceiver<Event>,
+        mut events: mpsc::Receiver<Event>,
         stop: CancellationToken,
         leadership_lost: CancellationToken,
     ) -> Result<(), DriverError> {

@@ -7,6 +7,7 @@ mod delivery;
 mod etcd_security;
 mod executor_http;
 mod guarantees;
+mod idle_peers;
 mod in_process;
 mod kafka_cases;
 mod restarts;

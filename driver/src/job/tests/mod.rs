@@ -53,7 +53,7 @@ type Verdict = tokio::sync::oneshot::Receiver<Result<(), crate::error::AttachRef
 struct Job {
     store: Arc<MemoryStore>,
     source: Arc<MemorySource>,
-    events: mpsc::UnboundedSender<Event>,
+    events: mpsc::Sender<Event>,
     status: watch::Receiver<Status>,
     stop: CancellationToken,
     lost: CancellationToken,
@@ -96,7 +96,7 @@ impl Job {
         let stored = store.load().await.unwrap();
         let metrics = Arc::new(crate::metrics::DriverMetrics::new("j", true));
         let job = JobLoop::new(config, io, stored, status_tx, metrics);
-        let (events, events_rx) = mpsc::unbounded_channel();
+        let (events, events_rx) = mpsc::channel(crate::job::EVENT_QUEUE);
         let (stop, lost) = (CancellationToken::new(), CancellationToken::new());
         let handle = tokio::spawn(job.run(events_rx, stop.clone(), lost.clone()));
         Job {
@@ -141,12 +141,12 @@ impl Job {
             outbox,
             verdict,
         };
-        self.events.send(attached).unwrap();
+        self.events.try_send(attached).unwrap();
         (conn, commands, answer)
     }
 
     fn report(&self, conn: u64, event: ExecutorEvent) {
-        self.events.send(Event::Message { conn, event }).unwrap();
+        self.events.try_send(Event::Message { conn, event }).unwrap();
     }
 
     fn succeed(&self, conn: u64, task: TaskId) {
@@ -180,12 +180,12 @@ async fn next_assign(
 }
 
 /// Heartbeats for an executor every 100 ms until aborted, so it is not expired as silent.
-fn keep_beating(events: mpsc::UnboundedSender<Event>, conn: u64) -> JoinHandle<()> {
+fn keep_beating(events: mpsc::Sender<Event>, conn: u64) -> JoinHandle<()> {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_millis(100)).await;
             let beat = Event::Message { conn, event: ExecutorEvent::Heartbeat };
-            if events.send(beat).is_err() {
+            if events.send(beat).await.is_err() {
                 return;
             }
         }
