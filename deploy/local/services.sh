@@ -1,23 +1,31 @@
 #!/usr/bin/env bash
 # Installs, starts and stops the real services Weir runs against on one machine:
 # a single-node Apache Kafka 4.x broker (KRaft, combined broker + controller) and an etcd server,
-# both on 127.0.0.1.
+# both on 127.0.0.1. Besides its PLAINTEXT listener the broker has an SSL listener and a SASL_SSL
+# listener (SCRAM-SHA-256 and SCRAM-SHA-512, user `weir`; OAUTHBEARER with unsigned test tokens),
+# with a CA, a broker certificate for 127.0.0.1/localhost and the user's password generated once
+# into WEIR_DATA_DIR/kafka-tls/.
 #
 #   deploy/local/services.sh install   apt packages + Kafka jars (cached; seconds the second time)
-#   deploy/local/services.sh start     start both (installs first if needed); returns when both answer
-#   deploy/local/services.sh up        install, then start unless both run; prints "started" or "running"
+#   deploy/local/services.sh start     start both (installs first if needed); returns when both answer;
+#                                      a broker running with an older config is restarted
+#   deploy/local/services.sh up        install, then start unless both run (a broker with an older
+#                                      config is restarted); prints "started" or "running"
 #   deploy/local/services.sh stop      stop what `start` started, by recorded pid
 #   deploy/local/services.sh status    say what runs; exit 0 only when both run
 #   deploy/local/services.sh reset     stop, then delete all Kafka and etcd data
-#   deploy/local/services.sh env       print the addresses as shell variables
+#   deploy/local/services.sh env       print the addresses, the CA file and the SCRAM user as shell
+#                                      variables
 #   deploy/local/services.sh kafka-tool CLASS ARGS...   run a Kafka tool from the cached jars
 #   deploy/local/services.sh kafka-foreground   run a broker in the foreground on the ports and
-#                                      WEIR_DATA_DIR of its environment (a test's own broker)
+#                                      WEIR_DATA_DIR of its environment (a test's own broker); the
+#                                      SSL and SASL_SSL listeners only when their ports are given
 #   deploy/local/services.sh browser   install Debian's chromium (headless) for the status-page test;
 #                                      prints its path
 #
 # Environment (defaults in brackets):
 #   WEIR_KAFKA_PORT [9092]  WEIR_KAFKA_CONTROLLER_PORT [9093]  WEIR_ETCD_PORT [2379]
+#   WEIR_KAFKA_SSL_PORT [9094]  WEIR_KAFKA_SASL_SSL_PORT [9095]  ("off" for none)
 #   WEIR_ETCD_PEER_PORT [2380]  WEIR_CACHE_DIR [~/.cache/weir]  WEIR_DATA_DIR [$WEIR_CACHE_DIR/services]
 #   WEIR_KAFKA_HEAP [512m]  WEIR_START_TIMEOUT [90] seconds
 set -euo pipefail
@@ -26,6 +34,8 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 kafka_port="${WEIR_KAFKA_PORT:-9092}"
 controller_port="${WEIR_KAFKA_CONTROLLER_PORT:-9093}"
+ssl_port="${WEIR_KAFKA_SSL_PORT:-9094}"
+sasl_ssl_port="${WEIR_KAFKA_SASL_SSL_PORT:-9095}"
 etcd_port="${WEIR_ETCD_PORT:-2379}"
 etcd_peer_port="${WEIR_ETCD_PEER_PORT:-2380}"
 cache_dir="${WEIR_CACHE_DIR:-$HOME/.cache/weir}"
@@ -36,6 +46,10 @@ start_timeout="${WEIR_START_TIMEOUT:-90}"
 log_dir="$data_dir/logs"
 run_dir="$data_dir/run"
 kafka_data="$data_dir/kafka"
+# The local CA, the broker's key and certificate, and the SCRAM user's password: made once, kept
+# by `reset` (clients may trust the CA), never committed.
+tls_dir="$data_dir/kafka-tls"
+scram_user=weir
 etcd_data="$data_dir/etcd"
 
 pom="$here/kafka/pom.xml"
@@ -47,7 +61,9 @@ kafka_libs="$cache_dir/kafka/$kafka_key/libs"
 # that has them already never touches apt. deploy/docker/fresh-machine.sh proves on a clean
 # Debian 12 that nothing is missing. libprotobuf-dev: the well-known .proto files
 # (google/protobuf/*.proto) that etcd-client's build compiles; protobuf-compiler only recommends
-# it. procps: pgrep in demo.sh. openssl: the test certificates (tests/src/certs.rs).
+# it. procps: pgrep in demo.sh. libssl-dev and pkg-config: librdkafka is built with SSL (SASL
+# SCRAM and OAUTHBEARER come with it) against the system OpenSSL. openssl: the test certificates
+# (tests/src/certs.rs) and the local broker's (make_kafka_tls).
 apt_packages=(protobuf-compiler libprotobuf-dev etcd-server build-essential pkg-config zlib1g-dev libssl-dev curl procps openssl openjdk-17-jre-headless maven)
 
 say() { printf 'services: %s\n' "$*" >&2; }
@@ -215,17 +231,75 @@ start_etcd() {
 # ---------------------------------------------------------------------------------------------
 # kafka
 
-write_kafka_config() {
-  cat >"$data_dir/server.properties" <<EOF
+# A port variable set to a port, not empty or "off".
+port_on() { [ -n "$1" ] && [ "$1" != off ]; }
+secure_listeners() { port_on "$ssl_port" || port_on "$sasl_ssl_port"; }
+
+# The local CA, the broker's key and certificate for 127.0.0.1 and localhost (PEM, as Kafka reads
+# them with ssl.keystore.type=PEM) and the SCRAM user's password, made once. Sets tls_made=1 when
+# it made them now (a running broker still holds the old ones).
+tls_made=0
+make_kafka_tls() {
+  if [ -s "$tls_dir/ca.pem" ] && [ -s "$tls_dir/broker.pem" ] && [ -s "$tls_dir/scram-password" ]; then
+    return
+  fi
+  command -v openssl >/dev/null 2>&1 || die "kafka tls: openssl not found (the install step installs it)"
+  mkdir -p "$log_dir"
+  local tmp="$tls_dir.tmp.$$"
+  rm -rf "$tmp"
+  mkdir -p "$tmp"
+  chmod 700 "$tmp"
+  if ! (
+    set -e
+    cd "$tmp"
+    openssl req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=Weir local Kafka CA" \
+      -keyout ca.key -out ca.pem
+    openssl req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout broker.key -out broker.csr
+    printf '%s\n' "subjectAltName=IP:127.0.0.1,DNS:localhost" "basicConstraints=CA:FALSE" \
+      "keyUsage=digitalSignature,keyEncipherment" "extendedKeyUsage=serverAuth" >broker.ext
+    openssl x509 -req -sha256 -days 3650 -in broker.csr -CA ca.pem -CAkey ca.key -CAcreateserial \
+      -extfile broker.ext -out broker.crt
+    cat broker.key broker.crt >broker.pem
+    openssl rand -hex 16 >scram-password
+    rm -f broker.csr broker.ext ca.srl
+    chmod 600 ca.key broker.key broker.pem scram-password
+    chmod 644 ca.pem broker.crt
+  ) >"$log_dir/kafka-tls.log" 2>&1; then
+    cat "$log_dir/kafka-tls.log" >&2
+    rm -rf "$tmp"
+    die "kafka tls: making the local CA and broker certificate failed (log: $log_dir/kafka-tls.log)"
+  fi
+  rm -rf "$tls_dir"
+  mv "$tmp" "$tls_dir"
+  tls_made=1
+  say "kafka tls: made a local CA ($tls_dir/ca.pem), a broker certificate for 127.0.0.1/localhost and a SCRAM password"
+}
+
+kafka_config() {
+  local listeners="PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port"
+  local advertised="PLAINTEXT://127.0.0.1:$kafka_port"
+  local protocols="CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT"
+  if port_on "$ssl_port"; then
+    listeners="$listeners,SSL://127.0.0.1:$ssl_port"
+    advertised="$advertised,SSL://127.0.0.1:$ssl_port"
+    protocols="$protocols,SSL:SSL"
+  fi
+  if port_on "$sasl_ssl_port"; then
+    listeners="$listeners,SASL_SSL://127.0.0.1:$sasl_ssl_port"
+    advertised="$advertised,SASL_SSL://127.0.0.1:$sasl_ssl_port"
+    protocols="$protocols,SASL_SSL:SASL_SSL"
+  fi
+  cat <<EOF
 # Written by deploy/local/services.sh on every start; edit the script, not this file.
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$kafka_port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://127.0.0.1:$kafka_port
+listeners=$listeners
+advertised.listeners=$advertised
 controller.listener.names=CONTROLLER
+# Inter-broker and controller traffic stays PLAINTEXT on loopback.
 inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+listener.security.protocol.map=$protocols
 log.dirs=$kafka_data
 num.partitions=1
 # Tests and jobs create their topics explicitly; a typo must not create a topic silently.
@@ -240,6 +314,63 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 EOF
+  if secure_listeners; then
+    cat <<EOF
+# SSL and SASL_SSL: the broker's key and certificate, signed by the local CA ($tls_dir/ca.pem).
+# Clients present no certificate.
+ssl.keystore.type=PEM
+ssl.keystore.location=$tls_dir/broker.pem
+ssl.client.auth=none
+EOF
+  fi
+  if port_on "$sasl_ssl_port"; then
+    cat <<EOF
+# SASL_SSL: SCRAM users stored in the cluster metadata (user $scram_user, added by this script),
+# and OAUTHBEARER with Kafka's default validator, which takes unsigned tokens: for development
+# only, as the PLAINTEXT listener beside it is.
+sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512,OAUTHBEARER
+listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required;
+listener.name.sasl_ssl.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required;
+EOF
+  fi
+}
+
+write_kafka_config() {
+  kafka_config >"$data_dir/server.properties"
+}
+
+# Whether the config a running broker was started with is the one this script writes now.
+kafka_config_current() {
+  [ -f "$data_dir/server.properties" ] && [ "$(kafka_config)" = "$(cat "$data_dir/server.properties")" ]
+}
+
+# The SCRAM credentials of the user, for the storage's cluster id: what the marker file records
+# once the broker holds them.
+scram_marker() {
+  local cluster
+  cluster="$(sed -n 's/^cluster.id=//p' "$kafka_data/meta.properties" 2>/dev/null)"
+  printf '%s %s %s\n' "$cluster" "$scram_user" "$(sha256sum <"$tls_dir/scram-password" | cut -c1-16)"
+}
+
+# Adds (or updates) the SCRAM-SHA-256 and SCRAM-SHA-512 credentials of the user through the
+# PLAINTEXT listener, once per storage and password; quick when done.
+ensure_scram_user() {
+  port_on "$sasl_ssl_port" || return 0
+  local marker="$data_dir/kafka-scram.done"
+  [ -f "$marker" ] && [ "$(cat "$marker")" = "$(scram_marker)" ] && return
+  local password mechanism
+  password="$(cat "$tls_dir/scram-password")"
+  # One mechanism per request: Kafka refuses a user's credentials altered twice in one.
+  for mechanism in SCRAM-SHA-256 SCRAM-SHA-512; do
+    timeout 60 java -Xmx128m -cp "$kafka_libs/*" -Dlog4j2.configurationFile="$here/kafka/log4j2.properties" \
+      -Dweir.log.file="$log_dir/kafka-tool.log" kafka.admin.ConfigCommand \
+      --bootstrap-server "127.0.0.1:$kafka_port" --alter --entity-type users --entity-name "$scram_user" \
+      --add-config "$mechanism=[password=$password]" >"$log_dir/kafka-scram.out" 2>&1 \
+      || { cat "$log_dir/kafka-scram.out" >&2; die "kafka: adding the $mechanism user $scram_user failed"; }
+  done
+  scram_marker >"$marker"
+  say "kafka: SCRAM-SHA-256/512 user $scram_user added (password in $tls_dir/scram-password)"
 }
 
 kafka_java_opts=(-Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20
@@ -248,6 +379,7 @@ kafka_java_opts=(-Xms"$kafka_heap" -Xmx"$kafka_heap" -XX:+UseG1GC -XX:MaxGCPause
 # Writes the broker's config and formats its storage on the first start.
 prepare_kafka() {
   mkdir -p "$kafka_data" "$log_dir"
+  secure_listeners && make_kafka_tls
   write_kafka_config
   if [ ! -f "$kafka_data/meta.properties" ]; then
     # Static quorum (controller.quorum.voters): format without --standalone.
@@ -257,20 +389,43 @@ prepare_kafka() {
       kafka.tools.StorageTool random-uuid 2>&1)" \
       || { echo "$out" >&2; die "kafka: 'StorageTool random-uuid' failed (java: $(command -v java))"; }
     cluster_id="$(tail -n 1 <<<"$out")"
+    # The SCRAM user goes into the new storage's metadata (a broker that is not started by
+    # `start`, such as a test's own, gets it only this way).
+    local scram=()
+    if port_on "$sasl_ssl_port"; then
+      local password
+      password="$(cat "$tls_dir/scram-password")"
+      scram=(--add-scram "SCRAM-SHA-256=[name=$scram_user,password=$password]"
+        --add-scram "SCRAM-SHA-512=[name=$scram_user,password=$password]")
+    fi
     java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka-format.log" \
-      kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" >"$log_dir/kafka-format.out" 2>&1 \
+      kafka.tools.StorageTool format -t "$cluster_id" -c "$data_dir/server.properties" "${scram[@]}" \
+      >"$log_dir/kafka-format.out" 2>&1 \
       || { cat "$log_dir/kafka-format.out" >&2; die "kafka: formatting storage in $kafka_data failed"; }
+    port_on "$sasl_ssl_port" && scram_marker >"$data_dir/kafka-scram.done"
     say "kafka: storage formatted (cluster $cluster_id)"
   fi
 }
 
 start_kafka() {
+  secure_listeners && make_kafka_tls
   if pid="$(pid_of kafka "kafka.Kafka")"; then
-    say "kafka: already running (pid $pid) on 127.0.0.1:$kafka_port"
-    return
+    if kafka_config_current && [ "$tls_made" = 0 ]; then
+      say "kafka: already running (pid $pid) on 127.0.0.1:$kafka_port"
+      ensure_scram_user
+      return
+    fi
+    say "kafka: running (pid $pid) with an older config or certificate; restarting it"
+    stop_one kafka "kafka.Kafka"
   fi
   port_open "$kafka_port" && die "kafka: port $kafka_port is in use by a process this script did not start; set WEIR_KAFKA_PORT"
   port_open "$controller_port" && die "kafka: controller port $controller_port is in use; set WEIR_KAFKA_CONTROLLER_PORT"
+  if port_on "$ssl_port" && port_open "$ssl_port"; then
+    die "kafka: SSL port $ssl_port is in use; set WEIR_KAFKA_SSL_PORT (or off)"
+  fi
+  if port_on "$sasl_ssl_port" && port_open "$sasl_ssl_port"; then
+    die "kafka: SASL_SSL port $sasl_ssl_port is in use; set WEIR_KAFKA_SASL_SSL_PORT (or off)"
+  fi
   prepare_kafka
   setsid nohup java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
     kafka.Kafka "$data_dir/server.properties" >"$log_dir/kafka.out" 2>&1 </dev/null 9>&- &
@@ -282,12 +437,16 @@ start_kafka() {
     tail -30 "$log_dir/kafka.log" "$log_dir/kafka.out" >&2 2>/dev/null || true
     die "kafka: no answer on 127.0.0.1:$kafka_port after start (logs: $log_dir/kafka.log, $log_dir/kafka.out)"
   fi
+  ensure_scram_user
 }
 
 # A broker in the foreground, as a child of the caller (who kills it): a test's own broker, on
 # the ports and data directory its environment names. The jars must be installed already.
 cmd_kafka_foreground() {
   [ -f "$kafka_libs/.complete" ] || die "kafka jars: not installed; run $0 install first"
+  # A test's own broker: the secure listeners only on the ports given, never the shared defaults.
+  ssl_port="${WEIR_KAFKA_SSL_PORT:-off}"
+  sasl_ssl_port="${WEIR_KAFKA_SASL_SSL_PORT:-off}"
   prepare_kafka
   exec java -cp "$kafka_libs/*" "${kafka_java_opts[@]}" -Dweir.log.file="$log_dir/kafka.log" \
     kafka.Kafka "$data_dir/server.properties"
@@ -331,8 +490,10 @@ cmd_status() {
     say "etcd: not running"; rc=1
   fi
   if pid="$(pid_of kafka "kafka.Kafka")"; then
-    if port_open "$kafka_port"; then say "kafka: running (pid $pid), listening on 127.0.0.1:$kafka_port"
+    if port_open "$kafka_port"; then say "kafka: running (pid $pid), listening on 127.0.0.1:$kafka_port$(secure_ports)"
     else say "kafka: running (pid $pid) but not listening on 127.0.0.1:$kafka_port"; rc=1; fi
+    kafka_config_current \
+      || say "kafka: started with an older config; 'start' or 'up' restarts it with the current one"
   else
     say "kafka: not running"; rc=1
   fi
@@ -348,17 +509,25 @@ with_lock() {
   "$@"
 }
 
+secure_ports() {
+  port_on "$ssl_port" && printf ', SSL %s' "$ssl_port"
+  port_on "$sasl_ssl_port" && printf ', SASL_SSL %s' "$sasl_ssl_port"
+  true
+}
+
 cmd_start() {
   installed || cmd_install
   start_etcd
   start_kafka
-  say "up: kafka 127.0.0.1:$kafka_port, etcd http://127.0.0.1:$etcd_port (logs in $log_dir)"
+  say "up: kafka 127.0.0.1:$kafka_port$(secure_ports), etcd http://127.0.0.1:$etcd_port (logs in $log_dir)"
 }
 
 # For scripts that stop afterwards only what they started: the one word on stdout says which.
 cmd_up() {
   cmd_install >&2
   if cmd_status >&2; then
+    # Quick when the broker is current; restarts one started with an older config.
+    start_kafka >&2
     echo running
   else
     cmd_start >&2
@@ -379,6 +548,13 @@ cmd_reset() {
 
 cmd_env() {
   echo "WEIR_KAFKA_BROKERS=127.0.0.1:$kafka_port"
+  if port_on "$ssl_port"; then echo "WEIR_KAFKA_SSL_BROKERS=127.0.0.1:$ssl_port"; fi
+  if port_on "$sasl_ssl_port"; then
+    echo "WEIR_KAFKA_SASL_SSL_BROKERS=127.0.0.1:$sasl_ssl_port"
+    echo "WEIR_KAFKA_SCRAM_USER=$scram_user"
+    echo "WEIR_KAFKA_SCRAM_PASSWORD_FILE=$tls_dir/scram-password"
+  fi
+  if secure_listeners; then echo "WEIR_KAFKA_CA_FILE=$tls_dir/ca.pem"; fi
   echo "WEIR_ETCD_ENDPOINTS=http://127.0.0.1:$etcd_port"
 }
 

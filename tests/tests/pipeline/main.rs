@@ -10,6 +10,7 @@ mod guarantees;
 mod idle_peers;
 mod in_process;
 mod kafka_cases;
+mod kafka_security;
 mod restarts;
 mod secrets;
 mod tls;
