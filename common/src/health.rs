@@ -11,11 +11,22 @@ use tokio::net::TcpStream;
 /// GETs `path` from `base` (`http://host:port` or `host:port`); returns the status code and the
 /// body, or why there is none.
 pub async fn get(base: &str, path: &str, timeout: Duration) -> Result<(u16, String), String> {
+    get_with_token(base, path, timeout, None).await
+}
+
+/// [`get`] with `Authorization: Bearer {token}` when a token is given (`driver.http_token`).
+pub async fn get_with_token(
+    base: &str,
+    path: &str,
+    timeout: Duration,
+    token: Option<&str>,
+) -> Result<(u16, String), String> {
     let host = base.strip_prefix("http://").unwrap_or(base).trim_end_matches('/').to_owned();
     let url = format!("http://{host}{path}");
+    let authorization = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
     let fetch = async {
         let mut stream = TcpStream::connect(&host).await.map_err(|e| e.to_string())?;
-        let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n");
+        let request = format!("GET {path} HTTP/1.0\r\nHost: {host}\r\n{authorization}\r\n");
         stream.write_all(request.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut response = Vec::new();
         stream.read_to_end(&mut response).await.map_err(|e| e.to_string())?;

@@ -22,10 +22,11 @@ pub fn serve(
     listener: tokio::net::TcpListener,
     status: watch::Receiver<Status>,
     metrics: Arc<DriverMetrics>,
+    token: Option<String>,
     stop: CancellationToken,
 ) -> tokio::task::JoinHandle<()> {
     let (home, detail, json, ready) = (status.clone(), status.clone(), status.clone(), status);
-    let app = Router::new()
+    let guarded = Router::new()
         .route("/", get(move || async move { Html(page::render(&home.borrow())) }))
         .route(
             "/batches/{id}",
@@ -44,7 +45,18 @@ pub fn serve(
                 let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
                 ([(header::CONTENT_TYPE, content_type)], metrics.encode())
             }),
-        )
+        );
+    // With `driver.http_token`, everything but health needs the token (health checks carry none).
+    let guarded = match token {
+        Some(token) => {
+            let expected: Arc<str> = format!("Bearer {token}").into();
+            guarded.layer(axum::middleware::from_fn(move |request, next| {
+                require(expected.clone(), request, next)
+            }))
+        }
+        None => guarded,
+    };
+    let app = guarded
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(move || async move { readiness(&ready.borrow()) }));
     tokio::spawn(async move {
@@ -54,6 +66,26 @@ pub fn serve(
             tracing::warn!(error = %e, "The status server stopped");
         }
     })
+}
+
+/// Passes a request that carries the token on; answers any other with 401.
+async fn require(
+    expected: Arc<str>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let given = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+    if given.is_some_and(|given| same(given, expected.as_bytes())) {
+        return next.run(request).await;
+    }
+    let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
+    (StatusCode::UNAUTHORIZED, challenge, "this needs driver.http_token as a bearer token\n")
+        .into_response()
+}
+
+/// Equal bytes, compared in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// 200 with what the driver does when it is ready, 503 with why not.

@@ -97,6 +97,16 @@ async fn lead(
         .options()
         .map_err(|e| DriverError::Unfit(format!("{}: {e}", e.part.config_key())))?;
     let listeners = Listeners::bind(&config).await?;
+    let http_token = config
+        .driver
+        .http_token
+        .as_deref()
+        .map(|reference| {
+            weir_common::config::secrets::resolve(reference)
+                .map(|token| token.into_owned())
+                .map_err(|e| DriverError::Unfit(format!("driver.http_token: {e}")))
+        })
+        .transpose()?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
     let driver_id = format!("{}-{}", hostname(), std::process::id());
     // Port 0 in `grpc_listen` lets the OS choose (tests running drivers side by side): the port
@@ -130,7 +140,8 @@ async fn lead(
     });
     let mut http_server = Servers::default();
     if let Some(listener) = listeners.http {
-        let served = http::serve(listener, status_rx, metrics.clone(), http_server.stop.clone());
+        let served =
+            http::serve(listener, status_rx, metrics.clone(), http_token, http_server.stop.clone());
         http_server.tasks.push(served);
     }
     let running = Running { config, me, status, metrics, grpc_server };

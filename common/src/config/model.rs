@@ -291,6 +291,10 @@ pub struct DriverSection {
     /// `[driver.tls]`: TLS with mutual authentication on the gRPC port; `None`: plaintext.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls: Option<DriverTls>,
+    /// A bearer token the status page, `/api/*` and `/metrics` require (a secret reference);
+    /// `None`: they are open to whoever reaches `http_listen`. `/healthz` and `/readyz` stay open.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_token: Option<String>,
     /// An executor silent this long is declared lost.
     #[serde(with = "super::duration")]
     pub executor_timeout: Duration,
@@ -347,6 +351,7 @@ impl Default for DriverSection {
             advertise: None,
             http_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 7071))),
             tls: None,
+            http_token: None,
             executor_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
             max_task_attempts: 4,

@@ -366,6 +366,16 @@ fn masked_toml_hides_secrets_only() {
 }
 
 #[test]
+fn the_http_token_must_be_a_reference_and_a_plain_one_is_not_echoed() {
+    let err = error(&with("[driver]\nhttp_token = \"hunter2\""));
+    assert!(err.starts_with("driver.http_token: got a plain value, expected a reference"), "{err}");
+    assert!(!err.contains("hunter2"), "{err}");
+    let config =
+        JobConfig::from_toml_str(&with("[driver]\nhttp_token = \"${env:TOKEN}\"")).unwrap();
+    assert_eq!(config.driver.http_token.as_deref(), Some("${env:TOKEN}"));
+}
+
+#[test]
 fn passwords_inside_urls_are_masked_in_logs() {
     use super::mask_url_password;
     assert_eq!(

@@ -81,6 +81,7 @@ async fn attached(ctl: &Ctl) -> Result<Vec<Value>, CtlError> {
             leader.driver_id
         )));
     };
-    let status = http::driver_status(url).await.map_err(CtlError::Failed)?;
+    let token = ctl.http_token.as_deref();
+    let status = http::driver_status(url, token).await.map_err(CtlError::Failed)?;
     Ok(status["executors"].as_array().cloned().unwrap_or_default())
 }

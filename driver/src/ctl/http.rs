@@ -3,10 +3,17 @@
 
 use std::time::Duration;
 
-/// GETs `{base}/api/status` (base like `http://127.0.0.1:7071`) and parses the JSON.
-pub async fn driver_status(base: &str) -> Result<serde_json::Value, String> {
+/// GETs `{base}/api/status` (base like `http://127.0.0.1:7071`) and parses the JSON; `token`:
+/// the driver's `http_token`, resolved.
+pub async fn driver_status(base: &str, token: Option<&str>) -> Result<serde_json::Value, String> {
+    let timeout = Duration::from_secs(5);
     let (code, body) =
-        weir_common::health::get(base, "/api/status", Duration::from_secs(5)).await?;
+        weir_common::health::get_with_token(base, "/api/status", timeout, token).await?;
+    if code == 401 {
+        return Err(format!(
+            "{base}/api/status needs the driver's http_token: give --config with driver.http_token"
+        ));
+    }
     if code != 200 {
         return Err(format!("{base}/api/status answered {code}"));
     }

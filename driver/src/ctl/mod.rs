@@ -240,6 +240,8 @@ pub struct Ctl {
     pub format: Format,
     /// Who makes the changes, e.g. `weirctl on host-1`.
     pub me: String,
+    /// The driver's `http_token` (resolved from the config), for its `/api/status`.
+    pub http_token: Option<String>,
 }
 
 impl Ctl {
@@ -314,6 +316,14 @@ async fn connect(cli: &Cli) -> Result<Ctl, CtlError> {
         .or_else(|| config.as_ref().map(|c| c.job.name.clone()))
         .ok_or_else(|| CtlError::Usage("which job? give --config or --job".into()))?;
     let checkpoint = checkpoint(cli, config.as_ref())?;
+    let http_token = match config.as_ref().and_then(|c| c.driver.http_token.as_deref()) {
+        Some(reference) => Some(
+            weir_common::config::secrets::resolve(reference)
+                .map_err(|e| CtlError::Usage(format!("driver.http_token: {e}")))?
+                .into_owned(),
+        ),
+        None => None,
+    };
     let mut source = config.map(|c| c.source);
     if let Some(brokers) = &cli.brokers {
         match &mut source {
@@ -326,7 +336,8 @@ async fn connect(cli: &Cli) -> Result<Ctl, CtlError> {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "unknown host".into());
-    Ok(Ctl { job, store, source, format: cli.output, me: format!("weirctl on {host}") })
+    let me = format!("weirctl on {host}");
+    Ok(Ctl { job, store, source, format: cli.output, me, http_token })
 }
 
 /// The config's `[checkpoint]` (or the defaults) with the flags applied, checked as the driver

@@ -21,7 +21,7 @@ pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
             ctl.job
         ));
     }
-    let live = live_status(&snap, &mut notes).await;
+    let live = live_status(&snap, ctl.http_token.as_deref(), &mut notes).await;
     let partitions: Vec<TopicPartition> =
         snap.offsets.as_ref().map(|o| o.next_offsets.keys().cloned().collect()).unwrap_or_default();
     let mut log_ends = None;
@@ -85,7 +85,11 @@ pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
 }
 
 /// The leading driver's own status, if it serves one and answers.
-async fn live_status(snap: &Snapshot, notes: &mut Vec<String>) -> Option<Value> {
+async fn live_status(
+    snap: &Snapshot,
+    token: Option<&str>,
+    notes: &mut Vec<String>,
+) -> Option<Value> {
     let Some(leader) = &snap.leader else {
         notes.push("no driver leads this job: shown from etcd and Kafka only".into());
         return None;
@@ -94,7 +98,7 @@ async fn live_status(snap: &Snapshot, notes: &mut Vec<String>) -> Option<Value> 
         notes.push("the leader serves no status page (driver.http_listen = \"off\"), so executors are not shown".into());
         return None;
     };
-    match http::driver_status(url).await {
+    match http::driver_status(url, token).await {
         Ok(status) => Some(status),
         Err(e) => {
             notes.push(format!("the leader's status page did not answer: {e}"));

@@ -95,3 +95,39 @@ async fn welcome(grpc_port: u16) -> String {
         other => panic!("no welcome: {other:?}"),
     }
 }
+
+/// With `driver.http_token`, the status page, `/api/*` and `/metrics` answer only a request that
+/// carries the token; health stays open for the container checks; `weirctl` sends the token it
+/// reads from the same config.
+#[tokio::test]
+async fn the_status_api_and_metrics_need_the_http_token_when_one_is_set() {
+    let mut job = JobFixture::new("http-token", 1, "").await;
+    job.http_listen = format!("127.0.0.1:{}", free_port());
+    job.write_config(&format!("topics = [\"{}\"]", job.input), "");
+    let token_file = job.supervisor.log_dir().join("http-token");
+    std::fs::write(&token_file, "t0ken-4b9e\n").unwrap();
+    let setting = format!("driver.http_token=${{file:{}}}", token_file.display());
+    job.start_driver_with(&[&setting]);
+    job.start_executor("ex-1");
+    job.supervisor.wait_for_log("driver", "Executor attached", LIMIT).await;
+
+    let base = format!("http://{}", job.http_listen);
+    let get = |path: &'static str, token: Option<&'static str>| {
+        let base = base.clone();
+        async move { health::get_with_token(&base, path, LIMIT, token).await.unwrap().0 }
+    };
+    for path in ["/", "/api/status", "/metrics"] {
+        assert_eq!(get(path, None).await, 401, "{path} without the token");
+        assert_eq!(get(path, Some("guess")).await, 401, "{path} with a wrong token");
+        assert_eq!(get(path, Some("t0ken-4b9e")).await, 200, "{path} with the token");
+    }
+    assert_eq!(get("/healthz", None).await, 200);
+    assert_eq!(get("/readyz", None).await, 200);
+
+    let listed = job.weirctl(&["--set", &setting, "executors"]).await.ok();
+    assert!(listed.stdout.contains("ex-1"), "{}", listed.stdout);
+    let refused = job.weirctl(&["executors"]).await;
+    assert_ne!(refused.code, 0, "without the token: {refused:?}");
+    assert!(refused.stderr.contains("http_token"), "{}", refused.stderr);
+    assert!(!job.supervisor.log("driver").contains("t0ken-4b9e"), "the token in the log");
+}
