@@ -71,6 +71,24 @@ fn the_example_loads_and_validates() {
 }
 
 #[test]
+fn the_hardened_example_loads_and_validates_with_every_security_setting_on() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/examples/hardened.toml");
+    let config = JobConfig::load(Some(&path), Vec::new(), &[]).unwrap();
+    assert!(config.driver.tls.is_some(), "mutual TLS to executors");
+    assert_eq!(config.driver.advertise_url(), "https://driver-1:7070");
+    assert!(config.driver.http_token.as_deref().is_some_and(|t| t.starts_with("${file:")));
+    assert!(config.checkpoint.tls.is_some() && config.checkpoint.user.is_some());
+    for kafka in [&config.source.kafka, &config.sink.kafka] {
+        assert_eq!(kafka["security.protocol"], "SASL_SSL");
+        assert_eq!(kafka["sasl.password"], "${env:WEIR_KAFKA_PASSWORD}", "by reference");
+    }
+    assert_eq!(
+        config.checkpoint.password.as_deref(),
+        Some("${file:/run/secrets/etcd-driver-password}")
+    );
+}
+
+#[test]
 fn a_minimal_config_gets_the_defaults() {
     let config = JobConfig::from_toml_str(MINIMAL).unwrap();
     assert_eq!(config.job.batch_interval, Duration::from_secs(1));
