@@ -18,7 +18,8 @@ const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct GroupProgress {
     consumer: BaseConsumer,
-    metadata: ConsumerGroupMetadata,
+    /// Shared: a transaction call runs on a thread of its own (see `sink::transactional`).
+    metadata: std::sync::Arc<ConsumerGroupMetadata>,
     group: String,
 }
 
@@ -36,6 +37,7 @@ impl GroupProgress {
         let metadata = consumer
             .group_metadata()
             .ok_or_else(|| TaskError::config(format!("no group metadata for {group}")))?;
+        let metadata = std::sync::Arc::new(metadata);
         Ok(GroupProgress { consumer, metadata, group: group.to_owned() })
     }
 
@@ -43,8 +45,8 @@ impl GroupProgress {
         &self.group
     }
 
-    pub fn metadata(&self) -> &ConsumerGroupMetadata {
-        &self.metadata
+    pub fn metadata(&self) -> std::sync::Arc<ConsumerGroupMetadata> {
+        self.metadata.clone()
     }
 
     /// The group's committed offsets for the ranges' partitions; partitions without one are

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientConfig;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::producer::Producer;
+use rdkafka::producer::{Producer, ThreadedProducer};
 use tracing::{debug, info, warn};
 use weir_common::batch::LaneId;
 use weir_common::config::Partitioning;
@@ -42,13 +42,15 @@ use super::progress::{Committed, TaskProgress, task_progress};
 use super::{Begun, Sink, TaskOutput, record_bytes};
 use crate::error::TaskError;
 use crate::kafka::group::GroupProgress;
-use crate::kafka::producer::{Deliveries, SharedProducer};
+use crate::kafka::producer::{Deliveries, DeliveryTracker, SharedProducer};
 use crate::metrics::TransactionCounters;
 
 /// `init_transactions` waits while an older owner's transaction is completed or aborted.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
 /// Each transaction call (offsets, commit, abort) gets this long before it is retried or given up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long a transaction call may block in all, its own timeout included.
+const OUTER_DEADLINE: Duration = Duration::from_secs(30);
 /// Commit attempts after a retriable failure (a timeout) before the producer is dropped instead.
 const COMMIT_ATTEMPTS: u32 = 3;
 
@@ -299,6 +301,44 @@ impl TransactionOutput<'_> {
         self.begin()
     }
 
+    /// Runs a transaction call with a deadline of its own: librdkafka's own timeout is not
+    /// always kept (`send_offsets_to_transaction` was seen blocked for minutes after the group
+    /// coordinator's broker was killed: confluentinc/librdkafka#5456, #5511), and a task blocked
+    /// there holds its lane until the stall timeout. The call runs on a thread of its own; past
+    /// [`OUTER_DEADLINE`] the task fails (transient) and the lane's producer is dropped, never
+    /// aborted: whatever the call did, the next owner's `init_transactions` completes or aborts
+    /// the transaction, and the group's progress tells which. The blocked thread ends when
+    /// librdkafka returns.
+    fn bounded<T: Send + 'static>(
+        &mut self,
+        what: &str,
+        call: impl FnOnce(&ThreadedProducer<DeliveryTracker>) -> T + Send + 'static,
+    ) -> Result<T, TaskError> {
+        let (answer, answered) = std::sync::mpsc::channel();
+        let producer = self.producer.clone();
+        let spawned = std::thread::Builder::new().name("weir-txn-call".into()).spawn(move || {
+            let _ = answer.send(call(producer.client()));
+        });
+        let outcome = match spawned {
+            Ok(_) => answered.recv_timeout(OUTER_DEADLINE).ok(),
+            Err(_) => None,
+        };
+        outcome.ok_or_else(|| {
+            self.state = State::Dropped;
+            self.sink.drop_lane(self.lane, &self.producer);
+            warn!(
+                lane = self.lane,
+                call = what,
+                "A transaction call did not return in time; dropped the lane's producer"
+            );
+            TaskError::transient(format!(
+                "{what} for lane {} did not return within {OUTER_DEADLINE:?}; the lane's \
+                 producer is started again",
+                self.lane
+            ))
+        })
+    }
+
     /// Flushes, sends the offsets `at` (naming the lane) and commits the open transaction.
     fn commit(&mut self, at: &BTreeMap<TopicPartition, i64>) -> Result<(), TaskError> {
         let sink = self.sink;
@@ -306,18 +346,18 @@ impl TransactionOutput<'_> {
         // (it polls in 100 ms steps), and a failed record fails the task with its reason.
         self.producer.flush(&self.deliveries)?;
         let offsets = GroupProgress::offsets_at(at, self.lane);
-        let client = self.producer.client();
-        let sent = client.send_offsets_to_transaction(
-            &offsets,
-            sink.settings.group.metadata(),
-            CALL_TIMEOUT,
-        );
+        let metadata = sink.settings.group.metadata();
+        let sent = self.bounded("send_offsets_to_transaction", move |client| {
+            client.send_offsets_to_transaction(&offsets, &metadata, CALL_TIMEOUT)
+        })?;
         if let Err(e) = sent {
             return Err(sink.failed(self, "send_offsets_to_transaction", e));
         }
         let mut attempt = 1;
         loop {
-            let Err(e) = self.producer.client().commit_transaction(CALL_TIMEOUT) else {
+            let committed = self
+                .bounded("commit_transaction", |client| client.commit_transaction(CALL_TIMEOUT))?;
+            let Err(e) = committed else {
                 self.state = State::Committed;
                 sink.committed(self.lane, &self.producer, at);
                 sink.settings.counters.committed();
