@@ -7,7 +7,8 @@
 #
 # Extra arguments go to `cargo test`, e.g. `deploy/local/test.sh -p weir-tests smoke`.
 # WEIR_SKIP_FRESH_MACHINE=1 skips the container check (for a quick local loop; CI never sets it),
-# and with it the compose check (deploy/compose/compose.sh check; WEIR_SKIP_COMPOSE=1 skips only it).
+# and with it the compose check (deploy/compose/compose.sh check) and the compose fault suite
+# (tests/tests/compose/); WEIR_SKIP_COMPOSE=1 skips only those two.
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -72,5 +73,15 @@ step "tests"
 # Unit and integration test targets (doc tests: none yet). The summary line totals every target.
 log="$root/target/test-output.log"
 cargo test --workspace --all-targets --locked "$@" 2>&1 | tee "$log"
+
+# The compose fault suite needs the container engine and the images the compose check built, so
+# plain `cargo test` skips it (#[ignore]); here it runs whenever the compose check ran, and when
+# no test filter was given.
+if [ "${WEIR_SKIP_COMPOSE:-${WEIR_SKIP_FRESH_MACHINE:-0}}" = 1 ] || [ "$#" -gt 0 ]; then
+  step "compose fault suite: skipped (with the compose check, or a test filter given)"
+else
+  step "compose fault suite: faults across containers on compose.ha.yaml, judged by the oracle"
+  cargo test -p weir-tests --test compose --locked -- --ignored --nocapture 2>&1 | tee -a "$log"
+fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"
