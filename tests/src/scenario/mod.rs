@@ -31,6 +31,7 @@
 //! run found, and its table) and `readers` (the output as the oracle reads it).
 
 mod faults;
+mod outages;
 mod outcome;
 mod progress;
 mod readers;
@@ -41,6 +42,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 pub use faults::{Fault, SEED_VARIABLE, Schedule, XorShift64, chaos_seed};
+pub use outages::{assert_still_running, output_resumes};
 pub use outcome::{Outcome, Recovery, RecoverySummary};
 pub use readers::{read_files, read_kafka, read_kafka_on};
 

@@ -3,13 +3,13 @@
 //! etcd of its own, so the outages touch no other test. No Weir process may exit, output must
 //! resume soon after etcd returns, and the oracle must find every record once, in order.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use weir_tests::etcd::PrivateEtcd;
 use weir_tests::job::JobFixture;
+use weir_tests::kafka;
 use weir_tests::oracle::judge;
-use weir_tests::scenario::{one_at_a_time, read_kafka};
-use weir_tests::{kafka, supervisor::Supervisor};
+use weir_tests::scenario::{assert_still_running, one_at_a_time, output_resumes, read_kafka};
 
 const FROZEN: Duration = Duration::from_secs(15);
 const KILLED: Duration = Duration::from_secs(30);
@@ -42,11 +42,11 @@ async fn etcd_frozen_then_killed_while_records_flow_stops_no_process_and_loses_n
     job.supervisor.pause("etcd");
     tokio::time::sleep(FROZEN).await;
     job.supervisor.resume("etcd");
-    table.push(("etcd frozen 15 s", output_resumes(&mut job).await));
+    table.push(("etcd frozen 15 s", output_resumes(&mut job, "etcd", RESUME_LIMIT).await));
     job.supervisor.kill("etcd");
     tokio::time::sleep(KILLED).await;
     etcd.restart(&mut job.supervisor).await;
-    table.push(("etcd killed 30 s", output_resumes(&mut job).await));
+    table.push(("etcd killed 30 s", output_resumes(&mut job, "etcd", RESUME_LIMIT).await));
 
     let produced = producer.await.expect("the producer task");
     let mut progress = job.progress().await;
@@ -54,7 +54,7 @@ async fn etcd_frozen_then_killed_while_records_flow_stops_no_process_and_loses_n
     progress
         .wait_committed(&job.input, total, Duration::from_secs(120), Some(&mut job.supervisor))
         .await;
-    assert_still_running(&mut job.supervisor);
+    assert_still_running(&mut job.supervisor, "an etcd outage");
     let driver_log = job.supervisor.log("driver");
     assert!(driver_log.contains("Lost the leadership"), "the driver stepped down: {driver_log}");
     let verdict = judge(&produced, &read_kafka(&job.output).await);
@@ -64,29 +64,4 @@ async fn etcd_frozen_then_killed_while_records_flow_stops_no_process_and_loses_n
     }
     println!("{verdict:?}");
     assert!(verdict.is_exactly_once(), "{verdict:?}");
-}
-
-/// How long after etcd's return the committed offsets move again; panics past
-/// [`RESUME_LIMIT`] or if a Weir process exited.
-async fn output_resumes(job: &mut JobFixture) -> Duration {
-    let back = Instant::now();
-    let mut progress = job.progress().await;
-    let at_return = progress.committed_records(&job.input.clone()).await;
-    loop {
-        assert_still_running(&mut job.supervisor);
-        if progress.committed_records(&job.input.clone()).await > at_return {
-            return back.elapsed();
-        }
-        assert!(back.elapsed() < RESUME_LIMIT, "no commit {RESUME_LIMIT:?} after etcd returned");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn assert_still_running(supervisor: &mut Supervisor) {
-    if let Some((name, status)) = supervisor.exited() {
-        panic!(
-            "{name} exited ({status}) during an etcd outage; its log:\n{}",
-            supervisor.log(&name)
-        );
-    }
 }

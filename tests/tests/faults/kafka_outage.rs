@@ -12,7 +12,7 @@ use weir_tests::job::{JobFixture, free_port};
 use weir_tests::kafka_broker::PrivateKafka;
 use weir_tests::metrics::sample;
 use weir_tests::oracle::judge;
-use weir_tests::scenario::{one_at_a_time, read_kafka_on};
+use weir_tests::scenario::{assert_still_running, one_at_a_time, output_resumes, read_kafka_on};
 use weir_tests::{kafka, supervisor::Supervisor};
 
 const OUTAGE: Duration = Duration::from_secs(180);
@@ -58,7 +58,7 @@ async fn the_broker_killed_for_three_minutes_stops_no_process_and_loses_nothing(
     let base = format!("http://{}", job.http_listen);
     let mut waiting_for = None;
     while killed.elapsed() < OUTAGE {
-        assert_still_running(&mut job.supervisor);
+        assert_still_running(&mut job.supervisor, "a Kafka outage");
         if let Ok((200, body)) = health::get(&base, "/api/status", Duration::from_secs(2)).await {
             let status: serde_json::Value = serde_json::from_str(&body).expect("status JSON");
             if let Some(w) = status["waiting_for"].as_str().filter(|w| w.contains("Kafka")) {
@@ -72,7 +72,7 @@ async fn the_broker_killed_for_three_minutes_stops_no_process_and_loses_nothing(
     let outage_failures =
         sample(&metrics, "weir_driver_task_failures_total{kind=\"unavailable\"}").unwrap_or(0.0);
     broker.restart(&mut services).await;
-    let resumed = output_resumes(&mut job).await;
+    let resumed = output_resumes(&mut job, "the broker", RESUME_LIMIT).await;
 
     let produced = producer.await.expect("the producer task");
     let mut progress = job.progress().await;
@@ -80,7 +80,7 @@ async fn the_broker_killed_for_three_minutes_stops_no_process_and_loses_nothing(
     progress
         .wait_committed(&job.input, total, Duration::from_secs(180), Some(&mut job.supervisor))
         .await;
-    assert_still_running(&mut job.supervisor);
+    assert_still_running(&mut job.supervisor, "a Kafka outage");
     let verdict = judge(&produced, &read_kafka_on(&broker.brokers, &job.output).await);
     println!(
         "\n| fault | tasks failed as unavailable | output resumed after the broker answered |"
@@ -98,32 +98,4 @@ async fn the_broker_killed_for_three_minutes_stops_no_process_and_loses_nothing(
         outage_failures >= 1.0,
         "tasks ran into the outage, so some must have failed as unavailable:\n{metrics}"
     );
-}
-
-/// How long after the broker's return the committed offsets move again; panics past
-/// [`RESUME_LIMIT`] or if a Weir process exited.
-async fn output_resumes(job: &mut JobFixture) -> Duration {
-    let back = Instant::now();
-    let mut progress = job.progress().await;
-    let at_return = progress.committed_records(&job.input.clone()).await;
-    loop {
-        assert_still_running(&mut job.supervisor);
-        if progress.committed_records(&job.input.clone()).await > at_return {
-            return back.elapsed();
-        }
-        assert!(
-            back.elapsed() < RESUME_LIMIT,
-            "no commit {RESUME_LIMIT:?} after the broker returned"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn assert_still_running(supervisor: &mut Supervisor) {
-    if let Some((name, status)) = supervisor.exited() {
-        panic!(
-            "{name} exited ({status}) during a Kafka outage; its log:\n{}",
-            supervisor.log(&name)
-        );
-    }
 }
