@@ -75,7 +75,7 @@ pub async fn campaign(
     let renewer = EtcdLease { client: client.clone(), lease, stream: None };
     let ttl = Duration::from_secs(ttl_secs as u64);
     let keepalive = tokio::spawn(keep_alive(renewer, lease, ttl, keepalive_lost.clone()));
-    match wait_to_lead(client, keys, me, lease, &keepalive_lost, status, etcd).await {
+    match wait_to_lead(client, keys, me, lease, ttl, &keepalive_lost, status, etcd).await {
         Ok((generation, revision)) => {
             Ok(Leadership { generation, revision, lease, lost: keepalive_lost, keepalive })
         }
@@ -89,18 +89,58 @@ pub async fn campaign(
 
 /// Tries to create the leader key until it succeeds; returns the generation and the key's
 /// create revision.
+///
+/// The longest-waiting standby takes over first: while the leader key is absent, only the driver
+/// whose `drivers/` registration is oldest campaigns at once; the others wait `ttl` (in case the
+/// oldest cannot act) or until someone leads. Without this a killed leader that its supervisor
+/// restarts within a second (compose's restart policy, systemd) races the standby that has been
+/// waiting all along, and wins about half the time: the job then stays on the machine that just
+/// failed, and the standby never proves itself.
+#[allow(clippy::too_many_arguments)]
 async fn wait_to_lead(
     client: &Client,
     keys: &JobKeys,
     me: &LeaderRecord,
     lease: i64,
+    ttl: Duration,
     keepalive_lost: &CancellationToken,
     status: &watch::Sender<Status>,
     etcd: impl Fn(etcd_client::Error) -> DriverError,
 ) -> Result<(u64, i64), DriverError> {
     let mut waiting_logged = false;
+    // Since when this driver has seen no leader while another standby had precedence.
+    let mut deferring_since: Option<tokio::time::Instant> = None;
     loop {
+        if keepalive_lost.is_cancelled() {
+            return Err(DriverError::LeaseExpired);
+        }
         let mut kv = client.kv_client();
+        match turn(client, keys, me).await.map_err(&etcd)? {
+            Turn::Mine => deferring_since = None,
+            Turn::Led(holder) => {
+                deferring_since = None;
+                show_standby(status, Some(&holder));
+                if !waiting_logged {
+                    tracing::info!(leader = %holder.driver_id, address = %holder.address,
+                        generation = holder.generation,
+                        "Another driver leads this job; waiting for its lease to end");
+                    waiting_logged = true;
+                }
+                tokio::time::sleep(POLL).await;
+                continue;
+            }
+            Turn::Senior(senior) => {
+                let since = *deferring_since.get_or_insert_with(tokio::time::Instant::now);
+                if since.elapsed() < ttl {
+                    tracing::debug!(standby = %senior, "No leader; the longer-waiting standby campaigns first");
+                    show_standby(status, None);
+                    tokio::time::sleep(POLL).await;
+                    continue;
+                }
+                tracing::info!(standby = %senior, waited = ?ttl,
+                    "The longer-waiting standby did not take the lead; campaigning");
+            }
+        }
         let gen_resp = kv.get(keys.generation(), None).await.map_err(&etcd)?;
         let (current, gen_mod_revision) = match gen_resp.kvs().first() {
             Some(kv) => {
@@ -152,11 +192,62 @@ async fn wait_to_lead(
             }
             waiting_logged = true;
         }
-        if keepalive_lost.is_cancelled() {
-            return Err(DriverError::LeaseExpired);
-        }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(POLL).await;
     }
+}
+
+/// How often a standby looks at the leader key.
+const POLL: Duration = Duration::from_millis(300);
+
+/// Whether this driver should campaign now.
+enum Turn {
+    /// No leader, and no standby has waited longer than this driver.
+    Mine,
+    /// A driver leads.
+    Led(LeaderRecord),
+    /// No leader, but this standby (its id) registered before this driver did.
+    Senior(String),
+}
+
+/// Reads the leader key and the drivers' registrations in one consistent read.
+async fn turn(
+    client: &Client,
+    keys: &JobKeys,
+    me: &LeaderRecord,
+) -> Result<Turn, etcd_client::Error> {
+    let read = Txn::new().and_then([
+        TxnOp::get(keys.leader(), None),
+        TxnOp::get(keys.drivers_prefix(), Some(etcd_client::GetOptions::new().with_prefix())),
+    ]);
+    let resp = client.kv_client().txn(read).await?;
+    let mut gets = resp.op_responses().into_iter().filter_map(|op| match op {
+        TxnOpResponse::Get(get) => Some(get),
+        _ => None,
+    });
+    let (Some(leader), Some(drivers)) = (gets.next(), gets.next()) else {
+        return Ok(Turn::Mine);
+    };
+    if let Some(holder) = leader.kvs().first().and_then(|kv| LeaderRecord::decode(kv.value()).ok())
+    {
+        return Ok(Turn::Led(holder));
+    }
+    let mine = keys.driver(&me.driver_id);
+    let my_revision = drivers
+        .kvs()
+        .iter()
+        .find(|kv| kv.key() == mine.as_bytes())
+        .map_or(i64::MAX, |kv| kv.create_revision());
+    let senior = drivers
+        .kvs()
+        .iter()
+        .filter(|kv| kv.key() != mine.as_bytes() && kv.create_revision() < my_revision)
+        .min_by_key(|kv| kv.create_revision());
+    Ok(match senior {
+        Some(kv) => Turn::Senior(
+            String::from_utf8_lossy(kv.key()).trim_start_matches(&keys.drivers_prefix()).to_owned(),
+        ),
+        None => Turn::Mine,
+    })
 }
 
 /// A standby's status: ready (campaigning), and who leads when known.

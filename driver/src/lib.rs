@@ -108,7 +108,13 @@ async fn lead(
         })
         .transpose()?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
-    let driver_id = format!("{}-{}", hostname(), std::process::id());
+    // The process id alone does not tell incarnations apart: a container restarted by its
+    // policy has the same hostname and often the same pid, and its registration must be new
+    // (the longest-waiting standby leads first, see `election`).
+    let incarnation = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos() & 0xffff);
+    let driver_id = format!("{}-{}-{incarnation:04x}", hostname(), std::process::id());
     // Port 0 in `grpc_listen` lets the OS choose (tests running drivers side by side): the port
     // executors are told is then the one bound.
     let scheme = if config.driver.tls.is_some() { "https" } else { "http" };

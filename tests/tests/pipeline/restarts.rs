@@ -182,6 +182,60 @@ async fn a_paused_driver_is_replaced_and_cannot_write_when_it_resumes() {
     assert_eq!(counts.len(), 9_000, "every record arrived");
 }
 
+/// A leader killed and restarted at once (a supervisor's restart policy) does not race the
+/// standby that has been waiting: the standby leads, and the restarted driver, like a standby
+/// started after the kill, stands by. The job goes on with nothing lost. (Before the standbys
+/// took turns by age, a late driver won the race in three runs out of three.)
+#[tokio::test]
+async fn a_killed_leader_restarted_at_once_leaves_the_lead_to_the_waiting_standby() {
+    let mut job = JobFixture::new("pipeline-standby-first", 2, "").await;
+    kafka::produce_range(&job.input, 2, 0..2_000).await;
+    // A lease longer than a driver takes to start, so the late drivers are campaigning before
+    // the killed one's lease ends, as in a container restarted by its policy.
+    let driver = |job: &JobFixture, port: Option<u16>| {
+        let mut command = job.driver_command();
+        command.args(["--set", "driver.executor_timeout=8s"]);
+        if let Some(port) = port {
+            command.arg("--set").arg(format!("driver.grpc_listen=127.0.0.1:{port}"));
+        }
+        command
+    };
+    let first = driver(&job, None);
+    job.supervisor.spawn("driver", first);
+    job.start_executor("ex-1");
+    job.wait_committed(&job.input.clone(), 2_000, Duration::from_secs(60)).await;
+    let standby = driver(&job, Some(weir_tests::job::free_port()));
+    job.supervisor.spawn("standby", standby);
+    job.supervisor
+        .wait_for_log("standby", "Another driver leads this job", Duration::from_secs(30))
+        .await;
+    // The standby has waited a while: its polls are out of step with the late drivers'.
+    tokio::time::sleep(Duration::from_millis(1_150)).await;
+
+    // Killed and back at once on its own port; and one more standby arriving late.
+    job.supervisor.kill("driver");
+    let restarted = driver(&job, None);
+    job.supervisor.spawn("restarted", restarted);
+    let late = driver(&job, Some(weir_tests::job::free_port()));
+    job.supervisor.spawn("late", late);
+    job.supervisor
+        .wait_for_log("standby", "Leading the job generation=2", Duration::from_secs(30))
+        .await;
+    for late in ["restarted", "late"] {
+        job.supervisor
+            .wait_for_log(late, "Another driver leads this job", Duration::from_secs(30))
+            .await;
+    }
+    kafka::produce_range(&job.input, 2, 2_000..3_000).await;
+    job.wait_committed(&job.input.clone(), 3_000, Duration::from_secs(60)).await;
+    for late in ["restarted", "late"] {
+        let log = job.supervisor.log(late);
+        assert!(!log.contains("Leading the job"), "{late} stands by:\n{log}");
+    }
+    let counts = id_counts(&kafka::read_committed(&job.output).await);
+    assert_eq!(counts.len(), 3_000, "every record arrived");
+}
+
 /// A "driver" that accepts connections and never answers (a paused driver, a wrong port): the
 /// executor gives up on it after its attach deadline and looks again, and SIGTERM ends it at once,
 /// also in the middle of the wait.
