@@ -124,8 +124,8 @@ free_port() { # a port nothing listens on, from a range away from the local serv
 }
 
 count_topic() { # records a read_committed reader finds in TOPIC, read inside the stack's network
-  dc exec -T -e WEIR_KAFKA_BROKERS=kafka:9092 -e WEIR_ETCD_ENDPOINTS=http://etcd:2379 -e WEIR_TEST_NO_START=1 \
-    driver-1 weir-kafka count "$1" | tail -n 1
+  # The driver's environment names the broker and the SASL_SSL client properties.
+  dc exec -T driver-1 weir-kafka count "$1" | tail -n 1
 }
 
 clean_has_records() { [ "$(count_topic clean-events)" -gt 0 ] 2>/dev/null; }

@@ -83,11 +83,47 @@ pub fn client_config() -> ClientConfig {
     client_config_on(&services::ensure().kafka_brokers)
 }
 
-/// Base client settings for the cluster at `brokers` (a test's own broker).
+/// Base client settings for the cluster at `brokers` (a test's own broker), with the properties
+/// of the file `WEIR_KAFKA_CLIENT_PROPERTIES` names, if any (`key=value` lines, values may be
+/// `${env:NAME}` or `${file:PATH}` references): how `weir-kafka` reaches a broker that wants
+/// SASL_SSL, in the compose deployment.
 pub fn client_config_on(brokers: &str) -> ClientConfig {
     let mut config = ClientConfig::new();
     config.set("bootstrap.servers", brokers);
+    for (key, value) in extra_client_properties() {
+        config.set(key, value);
+    }
     config
+}
+
+fn extra_client_properties() -> &'static [(String, String)] {
+    static EXTRA: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
+    EXTRA.get_or_init(|| {
+        let Some(path) = std::env::var_os("WEIR_KAFKA_CLIENT_PROPERTIES") else {
+            return Vec::new();
+        };
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+            panic!("WEIR_KAFKA_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy())
+        });
+        parse_properties(&text)
+            .unwrap_or_else(|e| panic!("WEIR_KAFKA_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy()))
+    })
+}
+
+/// `key=value` lines (blank lines and `#` comments skipped), each value resolved if it is a
+/// secret reference.
+fn parse_properties(text: &str) -> Result<Vec<(String, String)>, String> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .map(|line| {
+            let (key, value) =
+                line.split_once('=').ok_or_else(|| format!("expected key=value, got {line:?}"))?;
+            let value = weir_common::config::secrets::resolve(value.trim())
+                .map_err(|e| format!("{}: {e}", key.trim()))?;
+            Ok((key.trim().to_owned(), value.into_owned()))
+        })
+        .collect()
 }
 
 /// The shared test broker's address.

@@ -6,13 +6,29 @@
 #   KAFKA_BOOTSTRAP [kafka:9092]
 #   KAFKA_TOPICS    "name:partitions name:partitions ..."
 #   KAFKA_TOPIC_REPLICATION_FACTOR [1]
+#   KAFKA_SCRAM_USER, KAFKA_SCRAM_PASSWORD_FILE, KAFKA_TLS_CA   connect over SASL_SSL as that user
 set -euo pipefail
 bootstrap="${KAFKA_BOOTSTRAP:-kafka:9092}"
 rf="${KAFKA_TOPIC_REPLICATION_FACTOR:-1}"
 [ -n "${KAFKA_TOPICS:-}" ] || { echo "kafka-create-topics: set KAFKA_TOPICS=\"name:partitions ...\"" >&2; exit 2; }
+client=()
+if [ -n "${KAFKA_SCRAM_USER:-}" ]; then
+  # SASL_SSL as that SCRAM user, trusting KAFKA_TLS_CA: a client properties file of our own.
+  umask 077
+  properties="$(mktemp)"
+  trap 'rm -f "$properties"' EXIT
+  cat >"$properties" <<PROPERTIES
+security.protocol=SASL_SSL
+sasl.mechanism=SCRAM-SHA-512
+sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="$KAFKA_SCRAM_USER" password="$(cat "${KAFKA_SCRAM_PASSWORD_FILE:?KAFKA_SCRAM_USER needs KAFKA_SCRAM_PASSWORD_FILE}")";
+ssl.truststore.type=PEM
+ssl.truststore.location=${KAFKA_TLS_CA:?KAFKA_SCRAM_USER needs KAFKA_TLS_CA}
+PROPERTIES
+  client=(--command-config "$properties")
+fi
 topics_tool() {
   java -cp '/opt/kafka/libs/*' -Xmx256m -Dlog4j2.configurationFile=/opt/kafka/tools-log4j2.properties \
-    org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "$@"
+    org.apache.kafka.tools.TopicCommand --bootstrap-server "$bootstrap" "${client[@]}" "$@"
 }
 for spec in $KAFKA_TOPICS; do
   name="${spec%%:*}" partitions="${spec#*:}"

@@ -15,6 +15,13 @@
 #   KAFKA_HEAP [512m]
 #   KAFKA_CFG_<NAME>=value                  any other broker property: dots become underscores,
 #                                           e.g. KAFKA_CFG_LOG_RETENTION_HOURS=24
+# For SSL and SASL_SSL listeners (name them in KAFKA_LISTENER_SECURITY_PROTOCOL_MAP):
+#   KAFKA_TLS_KEYSTORE                      the broker's private key then its certificate, PEM
+#   KAFKA_TLS_CA                            the CA it trusts (PEM): for its own inter-broker
+#                                           connections; clients present no certificate
+#   KAFKA_SCRAM_USER, KAFKA_SCRAM_PASSWORD_FILE   a SCRAM-SHA-256/512 user, added to the cluster
+#                                           metadata when the storage is formatted; brokers log
+#                                           in as it when the inter-broker listener is SASL_SSL
 set -euo pipefail
 
 node_id="${KAFKA_NODE_ID:-1}"
@@ -28,6 +35,8 @@ min_isr="${KAFKA_MIN_INSYNC_REPLICAS:-1}"
 heap="${KAFKA_HEAP:-512m}"
 data=/var/lib/kafka/data
 config=/var/lib/kafka/server.properties
+# It holds the SCRAM password when there is one: readable by the broker's user only.
+umask 077
 
 {
   echo "# Written by the image's entrypoint on every start, from the environment."
@@ -53,6 +62,25 @@ config=/var/lib/kafka/server.properties
   echo "share.coordinator.state.topic.replication.factor=$rf"
   echo "share.coordinator.state.topic.min.isr=$min_isr"
   echo "group.initial.rebalance.delay.ms=0"
+  if [ -n "${KAFKA_TLS_KEYSTORE:-}" ]; then
+    echo "ssl.keystore.type=PEM"
+    echo "ssl.keystore.location=$KAFKA_TLS_KEYSTORE"
+    echo "ssl.truststore.type=PEM"
+    echo "ssl.truststore.location=${KAFKA_TLS_CA:?KAFKA_TLS_KEYSTORE needs KAFKA_TLS_CA}"
+    echo "ssl.client.auth=none"
+  fi
+  if [ -n "${KAFKA_SCRAM_USER:-}" ]; then
+    scram_password="$(cat "${KAFKA_SCRAM_PASSWORD_FILE:?KAFKA_SCRAM_USER needs KAFKA_SCRAM_PASSWORD_FILE}")"
+    echo "sasl.enabled.mechanisms=SCRAM-SHA-256,SCRAM-SHA-512"
+    echo "sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512"
+    # Every SASL listener: the server side, and the broker's own login on the inter-broker one.
+    for listener in $(tr ',' '\n' <<<"$protocols" | sed -n 's/^\([A-Za-z0-9_]*\):SASL_[A-Z]*$/\1/p'); do
+      name="$(tr 'A-Z' 'a-z' <<<"$listener")"
+      for mechanism in scram-sha-256 scram-sha-512; do
+        echo "listener.name.$name.$mechanism.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username=\"$KAFKA_SCRAM_USER\" password=\"$scram_password\";"
+      done
+    done
+  fi
   # KAFKA_CFG_FOO_BAR=x -> foo.bar=x (later lines win over the ones above).
   env | sed -n 's/^KAFKA_CFG_\([A-Z0-9_]*\)=\(.*\)$/\1=\2/p' | while IFS='=' read -r name value; do
     printf '%s=%s\n' "$(tr 'A-Z_' 'a-z.' <<<"$name")" "$value"
@@ -63,9 +91,14 @@ java_opts=(-Xms"$heap" -Xmx"$heap" -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.a
   -Dlog4j2.configurationFile=/opt/kafka/log4j2.properties)
 
 if [ ! -f "$data/meta.properties" ]; then
+  scram=()
+  if [ -n "${KAFKA_SCRAM_USER:-}" ]; then
+    scram=(--add-scram "SCRAM-SHA-256=[name=$KAFKA_SCRAM_USER,password=$scram_password]"
+      --add-scram "SCRAM-SHA-512=[name=$KAFKA_SCRAM_USER,password=$scram_password]")
+  fi
   # A static quorum (controller.quorum.voters): every node formats with the same cluster id.
   java -cp '/opt/kafka/libs/*' "${java_opts[@]}" kafka.tools.StorageTool format \
-    -t "$cluster_id" -c "$config" --ignore-formatted
+    -t "$cluster_id" -c "$config" --ignore-formatted "${scram[@]}"
 fi
 
 exec java -cp '/opt/kafka/libs/*' "${java_opts[@]}" kafka.Kafka "$config"

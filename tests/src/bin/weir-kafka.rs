@@ -8,6 +8,10 @@
 //! `produce` writes record `i` with key `id-{i}`, payload `{"id":i}` (or, with `--events`, a demo
 //! event `{"id":i,"user":"u3","type":"click","debug":"…","ts":…}`), and every Nth record's
 //! payload as text that is not JSON.
+//!
+//! With `WEIR_KAFKA_BROKERS` set it talks to those brokers only (etcd is not needed), with the
+//! client properties of the file `WEIR_KAFKA_CLIENT_PROPERTIES` (SASL_SSL in the compose
+//! deployment); without it, to the test services, started if they are not running.
 
 use std::time::{Duration, Instant};
 
@@ -24,7 +28,7 @@ async fn main() -> anyhow::Result<()> {
         Some("create-topic") => {
             let name = arg(1, "topic name")?;
             let partitions: i32 = arg(2, "partition count")?.parse().context("partition count")?;
-            kafka::create_topic(&name, partitions).await;
+            kafka::create_topic_on(&brokers(), &name, partitions).await;
             println!("created {name} with {partitions} partitions");
         }
         Some("produce") => {
@@ -45,7 +49,8 @@ async fn main() -> anyhow::Result<()> {
         }
         Some("count") => {
             let topic = arg(1, "topic")?;
-            let records = kafka::read_committed(&topic).await;
+            let records =
+                kafka::read_topic_on(&brokers(), &topic, kafka::Isolation::ReadCommitted).await;
             println!("{}", records.values().map(Vec::len).sum::<usize>());
         }
         _ => bail!(
@@ -55,8 +60,14 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `WEIR_KAFKA_BROKERS`, or the test services' broker.
+fn brokers() -> String {
+    std::env::var("WEIR_KAFKA_BROKERS")
+        .unwrap_or_else(|_| weir_tests::services::ensure().kafka_brokers.clone())
+}
+
 fn produce(topic: &str, count: u64, events: bool, malformed_every: u64) -> anyhow::Result<()> {
-    let producer: ThreadedProducer<DefaultProducerContext> = kafka::client_config()
+    let producer: ThreadedProducer<DefaultProducerContext> = kafka::client_config_on(&brokers())
         .set("enable.idempotence", "true")
         .set("linger.ms", "20")
         .set("batch.size", "1000000")
