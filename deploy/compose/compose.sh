@@ -20,6 +20,7 @@
 #   WEIR_COMPOSE_STATUS_PORT [17071]    the leading driver's status page on 127.0.0.1
 #   WEIR_COMPOSE_STANDBY_STATUS_PORT [17072]   WEIR_COMPOSE_KAFKA_PORT [19092]
 #   WEIR_COMPOSE_ETCD_PORT [12379]      WEIR_DEMO_RATE [200] events a second from the producer
+#   WEIR_COMPOSE_V2 [0]                 1: use Compose v2, built once by compose-v2.sh
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -35,7 +36,11 @@ die() { say "error: $*"; exit 1; }
 # Debian's docker-compose 1.29, or the v2 plugin (`docker compose`) where that is what exists.
 compose_cmd=()
 find_compose() {
-  if command -v docker-compose >/dev/null 2>&1; then
+  if [ "${WEIR_COMPOSE_V2:-0}" = 1 ]; then
+    local v2
+    v2="$(bash "$here/compose-v2.sh")" || die "no Compose v2"
+    compose_cmd=("$v2")
+  elif command -v docker-compose >/dev/null 2>&1; then
     compose_cmd=(docker-compose)
   elif bash "$engine" docker compose version >/dev/null 2>&1; then
     compose_cmd=(bash "$engine" docker compose)
@@ -140,6 +145,29 @@ drained() {
   [ "$(metric "$status_port" weir_driver_records_in_total)" = "$raw" ]
 }
 
+# Inside the stack: etcd refuses a client without a user and the executors' user outside the
+# leader key; the driver's gRPC port refuses a TLS client without a certificate; and no log of
+# any service holds one of the passwords.
+check_refusals() {
+  local etcdctl='etcdctl --endpoints https://etcd:2379 --cacert /run/weir/secrets/ca.pem'
+  local offsets="/weir/jobs/${WEIR_COMPOSE_JOB:-clean-events}/offsets" out
+  out="$(dc exec -T etcd sh -c "$etcdctl get $offsets" 2>&1)" && die "etcd served $offsets to a client without a user"
+  grep -q 'user name is empty' <<<"$out" || die "etcd refused a client without a user, but not for that: $out"
+  out="$(dc exec -T -u 0 etcd sh -c "$etcdctl --user weir-executor:\$(cat /run/weir/secrets/weir/etcd-executor-password) get $offsets" 2>&1)" \
+    && die "etcd served $offsets to the executors' user"
+  grep -q 'permission denied' <<<"$out" || die "etcd refused the executors' user, but not for that: $out"
+  out="$(dc exec -T etcd sh -c '(printf "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"; sleep 2) | timeout 10 openssl s_client -connect driver-1:7070 -CAfile /run/weir/secrets/ca.pem -alpn h2 -quiet' 2>&1)" || true
+  grep -q 'alert certificate required' <<<"$out" || die "the driver's gRPC port did not refuse a client without a certificate: $out"
+  local secret
+  for secret in weir/kafka-password weir/etcd-driver-password weir/etcd-executor-password root/etcd-root-password; do
+    if dc logs --no-color 2>&1 | grep -qF "$(dc exec -T -u 0 etcd cat "/run/weir/secrets/$secret")"; then
+      die "a service logged the password in $secret"
+    fi
+  done
+  say "  etcd: no user -> 'user name is empty'; executors' user on the offsets -> 'permission denied'"
+  say "  driver gRPC without a client certificate -> 'alert certificate required'; no password in any log"
+}
+
 cmd_check() {
   project="weir-check-$$"
   export WEIR_COMPOSE_STATUS_PORT WEIR_COMPOSE_STANDBY_STATUS_PORT WEIR_COMPOSE_KAFKA_PORT WEIR_COMPOSE_ETCD_PORT
@@ -179,6 +207,9 @@ cmd_check() {
   local flow=$((SECONDS - t))
   wait_until 60 "records in clean-events" clean_has_records || die "no record reached clean-events"
 
+  say "security: what a peer without credentials gets"
+  check_refusals
+
   say "scale executors 2 -> 3"
   t=$SECONDS
   dc up -d --no-deps --scale executor=3 executor 2>&1 | sed 's/^/  /' >&2
@@ -216,7 +247,7 @@ cmd_check() {
   local left
   left="$(bash "$engine" docker ps -aq --filter "label=com.docker.compose.project=$project")$(bash "$engine" docker volume ls -q --filter "label=com.docker.compose.project=$project")"
   [ -z "$left" ] || die "containers or volumes of $project left after down: $left"
-  say "passed in $((SECONDS - started)) s: images ${images} s, up to leading ${up} s, first records written ${flow} s," \
+  say "passed with Compose $("${compose_cmd[@]}" version --short 2>/dev/null || echo "(version unknown)") in $((SECONDS - started)) s: images ${images} s, up to leading ${up} s, first records written ${flow} s," \
     "scale 2->3 ${scale_up} s, 3->1 ${scale_down} s, down ${down} s; $raw records, each accounted for once"
 }
 

@@ -31,6 +31,8 @@ if [ "${WEIR_SKIP_COMPOSE:-${WEIR_SKIP_FRESH_MACHINE:-0}}" = 1 ]; then
 else
   step "compose: the images, and deploy/compose/compose.yaml up, the demo job flowing, scaled, down"
   bash "$root/deploy/compose/compose.sh" check
+  step "compose: the same with Compose v2 (built from its Go module once, then cached)"
+  WEIR_COMPOSE_V2=1 bash "$root/deploy/compose/compose.sh" check
 fi
 
 step "install (apt packages, Kafka jars; cached after the first run) and services"
