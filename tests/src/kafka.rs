@@ -96,17 +96,30 @@ pub fn client_config_on(brokers: &str) -> ClientConfig {
     config
 }
 
+static EXTRA_CLIENT_PROPERTIES: std::sync::OnceLock<Vec<(String, String)>> =
+    std::sync::OnceLock::new();
+
+/// Makes every client this process creates from now on use `properties` as well (a test whose
+/// cluster wants SASL_SSL, known only once the cluster is up). Call it before the first client;
+/// a second call, or one after a client was made, panics.
+pub fn use_client_properties(properties: Vec<(String, String)>) {
+    assert!(
+        EXTRA_CLIENT_PROPERTIES.set(properties).is_ok(),
+        "use_client_properties: clients were made before it, or it was called twice"
+    );
+}
+
 fn extra_client_properties() -> &'static [(String, String)] {
-    static EXTRA: std::sync::OnceLock<Vec<(String, String)>> = std::sync::OnceLock::new();
-    EXTRA.get_or_init(|| {
+    EXTRA_CLIENT_PROPERTIES.get_or_init(|| {
         let Some(path) = std::env::var_os("WEIR_KAFKA_CLIENT_PROPERTIES") else {
             return Vec::new();
         };
         let text = std::fs::read_to_string(&path).unwrap_or_else(|e| {
             panic!("WEIR_KAFKA_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy())
         });
-        parse_properties(&text)
-            .unwrap_or_else(|e| panic!("WEIR_KAFKA_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy()))
+        parse_properties(&text).unwrap_or_else(|e| {
+            panic!("WEIR_KAFKA_CLIENT_PROPERTIES={}: {e}", path.to_string_lossy())
+        })
     })
 }
 

@@ -9,14 +9,20 @@ set -euo pipefail
 secrets=/run/weir/secrets
 job="${WEIR_JOB:?set WEIR_JOB}"
 prefix="${WEIR_PREFIX:-/weir}"
-endpoints="${ETCDCTL_ENDPOINTS:-https://etcd:2379}"
+# (Not ETCDCTL_ENDPOINTS: etcdctl refuses that variable beside the --endpoints flag.)
+endpoints="${WEIR_ETCD_ENDPOINTS:-https://etcd:2379}"
 export ETCDCTL_API=3
 ctl() { etcdctl --endpoints "$endpoints" --cacert "$secrets/ca.pem" "$@"; }
 
-# With authentication off, listing users needs no credentials; with it on, it is refused.
-if ! ctl user list >/dev/null 2>&1; then
-  ctl --user "root:$(cat "$secrets/root/etcd-root-password")" auth status 2>/dev/null \
-    || ctl --user "root:$(cat "$secrets/root/etcd-root-password")" user list >/dev/null
+# With authentication off, listing users needs no credentials; with it on, etcd refuses a
+# client without a user. Any other failure (etcd unreachable, a bad CA) is an error.
+if ! answer="$(ctl user list 2>&1)"; then
+  case "$answer" in
+    *'user name is empty'*|*'permission denied'*) ;;
+    *) echo "etcd-users: cannot ask etcd at $endpoints whether authentication is on: $answer" >&2; exit 1 ;;
+  esac
+  ctl --user "root:$(cat "$secrets/root/etcd-root-password")" user get root >/dev/null \
+    || { echo "etcd-users: authentication is on, but not with this deployment's root password" >&2; exit 1; }
   echo "etcd-users: authentication is already on"
   exit 0
 fi

@@ -268,7 +268,7 @@ struct Progress {
 
 impl Progress {
     async fn connect(stack: &Stack) -> Progress {
-        let client = weir_tests::etcd::client_at(&stack.etcd()).await;
+        let client = stack.etcd_client().await;
         Progress { client, keys: JobKeys::new("/weir", JOB) }
     }
 
@@ -450,7 +450,7 @@ fn java_abs(n: i32) -> i32 {
 /// The etcd member to kill: the Raft leader, unless it is `etcd-1` (the host's endpoint), then
 /// `etcd-2`.
 async fn etcd_member_to_kill(stack: &Stack) -> String {
-    let mut client = weir_tests::etcd::client_at(&stack.etcd()).await;
+    let mut client = stack.etcd_client().await;
     let leader = client.status().await.expect("etcd status").leader();
     let members = client.member_list().await.expect("etcd members");
     let name = members

@@ -42,6 +42,7 @@ pub struct Stack {
     /// The status ports of driver-1 and driver-2 on 127.0.0.1.
     pub status_ports: [u16; 2],
     dir: PathBuf,
+    etcd_login: Option<weir_tests::etcd::Login>,
 }
 
 impl Stack {
@@ -68,10 +69,49 @@ impl Stack {
             ("WEIR_COMPOSE_STATUS_PORT".into(), status_ports[0].to_string()),
             ("WEIR_COMPOSE_STANDBY_STATUS_PORT".into(), status_ports[1].to_string()),
         ];
-        let stack = Stack { root, project, env, kafka_ports, etcd_port, status_ports, dir };
+        let mut stack = Stack {
+            root,
+            project,
+            env,
+            kafka_ports,
+            etcd_port,
+            status_ports,
+            dir,
+            etcd_login: None,
+        };
         stack.script("deploy/docker/images.sh", &["build"]);
         stack.compose(&["up", "-d", "--scale", "producer=0"]);
+        stack.log_in();
         stack
+    }
+
+    /// The stack is secure: the suite reads, as an operator with access to the host would, the
+    /// deployment's CA, etcd's root password and the Kafka user's password from the secrets
+    /// volume (through etcd-1, which mounts it), and uses them for its own clients.
+    fn log_in(&mut self) {
+        let etcd_1 = self.container("etcd-1");
+        let secret = |path: &str| {
+            self.docker(&["exec", "-u", "0", &etcd_1, "cat", &format!("/run/weir/secrets/{path}")])
+                .trim()
+                .to_owned()
+        };
+        let ca = self.dir.join("ca.pem");
+        std::fs::write(&ca, secret("ca.pem") + "\n").expect("the CA file");
+        let (root, kafka) = (secret("root/etcd-root-password"), secret("weir/kafka-password"));
+        weir_tests::kafka::use_client_properties(vec![
+            ("security.protocol".into(), "SASL_SSL".into()),
+            ("sasl.mechanism".into(), "SCRAM-SHA-512".into()),
+            ("sasl.username".into(), "weir".into()),
+            ("sasl.password".into(), kafka),
+            ("ssl.ca.location".into(), ca.display().to_string()),
+        ]);
+        self.etcd_login =
+            Some(weir_tests::etcd::Login { ca, cert: None, user: Some(("root".into(), root)) });
+    }
+
+    /// A client of the stack's etcd, through etcd-1's published port, as its root user.
+    pub async fn etcd_client(&self) -> etcd_client::Client {
+        weir_tests::etcd::client_with(&self.etcd(), self.etcd_login.as_ref()).await
     }
 
     /// The brokers' listeners for the host.
@@ -80,7 +120,7 @@ impl Stack {
     }
 
     pub fn etcd(&self) -> Vec<String> {
-        vec![format!("http://127.0.0.1:{}", self.etcd_port)]
+        vec![format!("https://127.0.0.1:{}", self.etcd_port)]
     }
 
     fn script(&self, script: &str, args: &[&str]) -> Output {
