@@ -15,6 +15,11 @@ use etcd_client::{Certificate, ConnectOptions, Identity, TlsOptions};
 
 use crate::config::{CheckpointConfig, EtcdTls, secrets};
 
+/// How often an etcd connection is pinged, and how long a ping may go unanswered before the
+/// connection is dropped: a vanished member is noticed within about 4 s.
+const KEEP_ALIVE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(2);
+const KEEP_ALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// Where a process's etcd is and how it logs in.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct EtcdAccess {
@@ -94,7 +99,12 @@ impl EtcdAccess {
     /// the TLS files read and parsed, the password read from its reference. Called at start, so
     /// a broken setting stops a process at once, and again for every client made.
     pub fn options(&self) -> Result<ConnectOptions, AccessError> {
-        let mut options = ConnectOptions::new();
+        // HTTP/2 pings find a connection to a member that vanished (a killed container, a
+        // dropped route): without them the connection looks alive, requests on it wait out their
+        // timeout, and the client keeps choosing it instead of the members that answer.
+        let mut options = ConnectOptions::new()
+            .with_keep_alive(KEEP_ALIVE_INTERVAL, KEEP_ALIVE_TIMEOUT)
+            .with_keep_alive_while_idle(true);
         if let Some(tls) = &self.tls {
             options = options.with_tls(self.tls_options(tls)?);
         }

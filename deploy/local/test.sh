@@ -83,7 +83,13 @@ if [ "${WEIR_SKIP_COMPOSE:-${WEIR_SKIP_FRESH_MACHINE:-0}}" = 1 ] || [ "$#" -gt 0
   step "compose fault suite: skipped (with the compose check, or a test filter given)"
 else
   step "compose fault suite: faults across containers on compose.ha.yaml, judged by the oracle"
-  cargo test -p weir-tests --test compose --locked -- --ignored --nocapture 2>&1 | tee -a "$log"
+  # The suite removes its containers, networks and volumes; the engine it leaves to us: stopped
+  # afterwards when this script started it, pass or fail.
+  engine_state="$(bash "$root/deploy/docker/engine.sh" up)"
+  suite_status=0
+  cargo test -p weir-tests --test compose --locked -- --ignored --nocapture 2>&1 | tee -a "$log" || suite_status=$?
+  if [ "$engine_state" = started ]; then bash "$root/deploy/docker/engine.sh" stop; fi
+  [ "$suite_status" = 0 ] || exit "$suite_status"
 fi
 awk '/^test result:/ { for (i = 1; i <= NF; i++) { if ($(i+1) ~ /^passed/) p += $i; if ($(i+1) ~ /^failed/) f += $i } }
      END { printf "\ntests: %d passed, %d failed\n", p, f }' "$log"

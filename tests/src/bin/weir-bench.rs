@@ -3,15 +3,19 @@
 //! ```text
 //! cargo build --release -p weir-tests --bins && cargo build --release --bins
 //! target/release/weir-bench [RECORDS]      # default 1,000,000
+//! target/release/weir-bench partitions N [RECORDS]   # identity alone over N partitions
+//! target/release/weir-bench planning           # planning and etcd value sizes; no services
 //! target/release/weir-bench memory [RECORDS]   # executor peak memory; default 5,000,000
 //! ```
 //!
 //! - `identity`: RECORDS demo events (`weir-kafka produce --events`) over 8 partitions, then one
 //!   driver and two executors (the release binaries next to this one) copy them to an output
 //!   topic; timed from starting the processes until etcd holds every offset as committed. Run
-//!   twice: at-least-once (idempotent producer), then exactly-once (a transaction per task).
-//! - `plain librdkafka`: the same records copied by one consumer and one idempotent producer, the
-//!   floor Weir's overhead is measured against.
+//!   twice: at-least-once (idempotent producer), then exactly-once (a transaction per task),
+//!   with the executors' peak threads, open files and resident memory.
+//! - `plain loop`: the same records copied by one consumer and one producer tuned as Weir's,
+//!   idempotent, then with a transaction every 100k records: the baseline Weir's overhead is
+//!   measured against.
 //! - `small batches`: a steady trickle of 2,000 records/s at 200 ms batches, at-least-once then
 //!   exactly-once: the processing time of each batch, from the driver's log.
 //! - `empty batches`: the idle job with `batch_interval = "100ms"`: what a planning round that
@@ -29,6 +33,8 @@ mod identity;
 mod memory;
 #[path = "weir-bench/plain_copy.rs"]
 mod plain_copy;
+#[path = "weir-bench/planning.rs"]
+mod planning;
 #[path = "weir-bench/shared.rs"]
 mod shared;
 #[path = "weir-bench/small_batches.rs"]
@@ -43,23 +49,37 @@ const PARTITIONS: i32 = 8;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    if std::env::args().nth(1).as_deref() == Some("memory") {
-        return memory::run(records(std::env::args().nth(2), 5_000_000)?).await;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("memory") => return memory::run(records(args.get(1), 5_000_000)?).await,
+        Some("planning") => return planning::run(),
+        Some("partitions") => {
+            let partitions: i32 = args.get(1).context("partitions N [RECORDS]")?.parse()?;
+            let records = records(args.get(2), 200_000)?;
+            services::ensure();
+            let bench = Bench::new("bench-partitions")?;
+            println!("weir-bench: logs in {}", bench.logs.display());
+            identity::run(&bench, records, partitions).await?;
+            return Ok(());
+        }
+        _ => {}
     }
-    let records = records(std::env::args().nth(1), 1_000_000)?;
+    let records = records(args.first(), 1_000_000)?;
     services::ensure();
     let bench = Bench::new("bench")?;
     println!(
         "weir-bench: {records} records over {PARTITIONS} partitions; logs in {}",
         bench.logs.display()
     );
-    let identity = identity::run(&bench, records).await?;
+    let identity = identity::run(&bench, records, PARTITIONS).await?;
     small_batches::run(&bench).await?;
-    empty_batches::run(&bench, &identity.config, identity.http_port).await
+    empty_batches::run(&bench, &identity.config, identity.http_port).await?;
+    println!();
+    planning::run()
 }
 
 /// The RECORDS argument, or `default`.
-fn records(arg: Option<String>, default: u64) -> anyhow::Result<u64> {
+fn records(arg: Option<&String>, default: u64) -> anyhow::Result<u64> {
     match arg {
         Some(n) => n.parse().context("RECORDS must be a number"),
         None => Ok(default),

@@ -1,5 +1,6 @@
-//! `identity`: the same records copied by Weir, at-least-once then exactly-once, and by a plain
-//! librdkafka consumer and producer (the floor), in one table.
+//! `identity`: the same records copied by Weir, at-least-once then exactly-once, and by the
+//! plain loop (the baseline: idempotent, then with a transaction every 100k records), in one
+//! table, with each Weir executor's peak threads, open files and resident memory.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -7,9 +8,8 @@ use std::time::{Duration, Instant};
 use anyhow::ensure;
 use weir_tests::kafka;
 
-use crate::PARTITIONS;
-use crate::plain_copy::plain_copy;
-use crate::shared::{Bench, BenchJob, http_status};
+use crate::plain_copy::{PlainMode, plain_copy};
+use crate::shared::{Bench, BenchJob, Peaks, http_status};
 
 /// One copy through Weir.
 pub struct IdentityRun {
@@ -22,43 +22,56 @@ pub struct IdentityRun {
     output: usize,
     bytes: usize,
     status: serde_json::Value,
+    /// The largest of the two executors' peaks.
+    executor_peaks: Peaks,
 }
 
-/// Produces `records` demo events, copies them through Weir under each guarantee and with plain
-/// librdkafka, and prints the table. Returns the at-least-once run.
-pub async fn run(bench: &Bench, records: u64) -> anyhow::Result<IdentityRun> {
-    let input = bench.names.topic("in");
-    let (weir_out, plain_out) = (bench.names.topic("out"), bench.names.topic("plain-out"));
-    for topic in [&input, &weir_out, &plain_out] {
-        kafka::create_topic(topic, PARTITIONS).await;
-    }
+/// Produces `records` demo events over `partitions` partitions, copies them through Weir under
+/// each guarantee and with the plain loop, and prints the table. Returns the at-least-once run.
+pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result<IdentityRun> {
+    let input = bench.names.topic(&format!("in-{partitions}"));
+    kafka::create_topic(&input, partitions).await;
     let produced = bench.run_tool(&["produce", &input, &records.to_string(), "--events"])?;
     println!("{}", produced.trim());
 
     // a. identity through Weir, at-least-once then exactly-once, each into its own topic.
     let mut runs = Vec::new();
     for guarantee in ["at-least-once", "exactly-once"] {
-        runs.push(identity(bench, &input, records, guarantee).await?);
+        runs.push(identity(bench, &input, partitions, records, guarantee).await?);
     }
     let bytes = runs[0].bytes;
-    // b. plain librdkafka copy of the same records.
-    let plain = tokio::task::spawn_blocking({
-        let (input, plain_out) = (input.clone(), plain_out.clone());
-        move || plain_copy(&input, &plain_out, records)
-    })
-    .await??;
-    let plain_count: i64 =
-        (0..PARTITIONS).map(|p| kafka::watermarks(&plain_out, p)).map(|(lo, hi)| hi - lo).sum();
+    // b. the plain loop on the same records, without and with transactions.
+    let mut plain = Vec::new();
+    for mode in [PlainMode::Idempotent, PlainMode::Transactional(100_000)] {
+        let output = bench.names.topic(&format!("plain-{}-{}", plain.len(), partitions));
+        kafka::create_topic(&output, partitions).await;
+        let took = tokio::task::spawn_blocking({
+            let (input, output) = (input.clone(), output.clone());
+            move || plain_copy(&input, &output, partitions, records, mode)
+        })
+        .await??;
+        let count = kafka::read_committed(&output).await.values().map(Vec::len).sum::<usize>();
+        plain.push((mode, took, count));
+    }
 
     let mb = bytes as f64 / 1e6;
     println!();
-    println!("## identity: {records} records, {mb:.1} MB (key + payload), {PARTITIONS} partitions");
+    println!("## identity: {records} records, {mb:.1} MB (key + payload), {partitions} partitions");
     println!();
-    println!("| run | wall time | records/s | MB/s | output records (read_committed) |");
-    println!("|---|---:|---:|---:|---:|");
-    let row = |name: &str, t: Duration, out: String| {
+    println!(
+        "| run | wall time | records/s | MB/s | output records (read_committed) | executor peak threads | open files | RSS |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|---:|---:|");
+    let row = |name: &str, t: Duration, out: String, peaks: Option<&Peaks>| {
         let s = t.as_secs_f64();
-        println!("| {name} | {s:.2} s | {:.0} | {:.1} | {out} |", records as f64 / s, mb / s);
+        let peaks = peaks.map_or("| - | - | -".to_owned(), |p| {
+            format!("| {} | {} | {:.0} MiB", p.threads, p.open_files, p.rss_mib)
+        });
+        println!(
+            "| {name} | {s:.2} s | {:.0} | {:.1} | {out} {peaks} |",
+            records as f64 / s,
+            mb / s
+        );
     };
     for run in &runs {
         let g = run.guarantee;
@@ -66,16 +79,28 @@ pub async fn run(bench: &Bench, records: u64) -> anyhow::Result<IdentityRun> {
             &format!("weir {g}: start of processes → all offsets committed"),
             run.wall,
             run.output.to_string(),
+            Some(&run.executor_peaks),
         );
         if let Some(first) = run.first_batch {
             row(
                 &format!("weir {g}: first batch seen in /api/status → all committed"),
                 run.wall.saturating_sub(first),
                 "same".into(),
+                None,
             );
         }
     }
-    row("plain librdkafka consume → produce", plain, format!("{plain_count} (watermarks)"));
+    for (mode, took, count) in &plain {
+        row(&mode.label(), *took, count.to_string(), None);
+    }
+    let baseline = |i: usize| records as f64 / plain[i].1.as_secs_f64();
+    let weir = |i: usize| records as f64 / runs[i].wall.as_secs_f64();
+    println!();
+    println!(
+        "weir at-least-once / plain idempotent: {:.2}; weir exactly-once / plain transactional: {:.2}",
+        weir(0) / baseline(0),
+        weir(1) / baseline(1)
+    );
     println!();
     for run in &runs {
         println!(
@@ -103,24 +128,27 @@ pub async fn run(bench: &Bench, records: u64) -> anyhow::Result<IdentityRun> {
 async fn identity(
     bench: &Bench,
     input: &str,
+    partitions: i32,
     records: u64,
     guarantee: &'static str,
 ) -> anyhow::Result<IdentityRun> {
     let output = format!("{input}-{guarantee}-out");
-    kafka::create_topic(&output, PARTITIONS).await;
+    kafka::create_topic(&output, partitions).await;
     let name = format!("{}-{guarantee}", bench.names.job);
     let mut job = BenchJob::new(bench, guarantee, name, input, &output, guarantee)?;
     let started = Instant::now();
     job.start_driver("1s");
-    for id in ["ex-1", "ex-2"] {
-        job.start_executor(id);
-    }
+    let executors: Vec<u32> = ["ex-1", "ex-2"].map(|id| job.start_executor(id)).into();
+    let mut executor_peaks = Peaks::default();
     let mut progress = job.progress().await;
     let mut first_batch: Option<Duration> = None;
     let mut status = serde_json::Value::Null;
     loop {
         ensure!(started.elapsed() < Duration::from_secs(600), "not committed after 10 minutes");
         job.check_running()?;
+        for &pid in &executors {
+            executor_peaks.sample(pid);
+        }
         if let Ok(now) = http_status(job.http_port) {
             let busy = now["batches_in_flight"].as_u64().unwrap_or(0) > 0
                 || now["batches_committed"].as_u64().unwrap_or(0) > 0;
@@ -155,5 +183,6 @@ async fn identity(
         output: output_count,
         bytes,
         status,
+        executor_peaks,
     })
 }

@@ -166,6 +166,36 @@ pub fn driver_command(bin_dir: &Path, config: &Path, interval: &str) -> Command 
     command
 }
 
+/// The most a process held at once, sampled: threads, open files, resident memory (the
+/// kernel's own peak, `VmHWM`). Of several processes sampled into one, the largest of each.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Peaks {
+    pub threads: u64,
+    pub open_files: u64,
+    pub rss_mib: f64,
+}
+
+impl Peaks {
+    /// Reads `/proc/PID/status` and counts `/proc/PID/fd`; a process that has exited adds
+    /// nothing.
+    pub fn sample(&mut self, pid: u32) {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) {
+            let field = |name: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name))
+                    .and_then(|v| v.split_whitespace().next())
+                    .and_then(|v| v.parse::<u64>().ok())
+            };
+            self.threads = self.threads.max(field("Threads:").unwrap_or(0));
+            self.rss_mib = self.rss_mib.max(field("VmHWM:").unwrap_or(0) as f64 / 1024.0);
+        }
+        if let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) {
+            self.open_files = self.open_files.max(fds.count() as u64);
+        }
+    }
+}
+
 /// `GET /api/status` on the driver, over a plain HTTP/1.0 connection.
 pub fn http_status(port: u16) -> anyhow::Result<serde_json::Value> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
