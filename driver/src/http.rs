@@ -5,6 +5,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use weir_common::config::secrets::same_secret;
 
 use axum::Router;
 use axum::extract::Path;
@@ -75,17 +76,12 @@ async fn require(
     next: axum::middleware::Next,
 ) -> Response {
     let given = request.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
-    if given.is_some_and(|given| same(given, expected.as_bytes())) {
+    if given.is_some_and(|given| same_secret(given, expected.as_bytes())) {
         return next.run(request).await;
     }
     let challenge = [(header::WWW_AUTHENTICATE, "Bearer")];
     (StatusCode::UNAUTHORIZED, challenge, "this needs driver.http_token as a bearer token\n")
         .into_response()
-}
-
-/// Equal bytes, compared in a time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |diff, (x, y)| diff | (x ^ y)) == 0
 }
 
 /// 200 with what the driver does when it is ready, 503 with why not.

@@ -108,6 +108,16 @@ async fn lead(
         })
         .transpose()?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
+    let executor_token = config
+        .driver
+        .executor_token
+        .as_deref()
+        .map(|reference| {
+            weir_common::config::secrets::resolve(reference)
+                .map(|token| Arc::<str>::from(format!("Bearer {token}")))
+                .map_err(|e| DriverError::Unfit(format!("driver.executor_token: {e}")))
+        })
+        .transpose()?;
     // The process id alone does not tell incarnations apart: a container restarted by its
     // policy has the same hostname and often the same pid, and its registration must be new
     // (the longest-waiting standby leads first, see `election`).
@@ -150,7 +160,7 @@ async fn lead(
             http::serve(listener, status_rx, metrics.clone(), http_token, http_server.stop.clone());
         http_server.tasks.push(served);
     }
-    let running = Running { config, me, status, metrics, grpc_server };
+    let running = Running { config, me, status, metrics, grpc_server, executor_token };
     let result = running.campaign_and_lead(listeners.grpc, stop, leading).await;
     http_server.stop().await;
     result
@@ -164,6 +174,8 @@ struct Running {
     metrics: Arc<DriverMetrics>,
     /// The gRPC server of every term, with the TLS checked at start.
     grpc_server: tls::GrpcServer,
+    /// `Bearer {driver.executor_token}`, resolved at start.
+    executor_token: Option<Arc<str>>,
 }
 
 impl Running {
@@ -282,6 +294,7 @@ impl Running {
             generation: leadership.generation,
             config_toml: config.to_toml_string(),
             heartbeat_interval: config.driver.heartbeat_interval,
+            executor_token: self.executor_token.clone(),
         };
         let service = DriverServer::new(DriverService::new(session, events_tx));
         let grpc_stop = servers.stop.clone();

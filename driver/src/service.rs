@@ -7,6 +7,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
+use weir_common::config::secrets::same_secret;
 
 use futures::{Stream, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -39,6 +40,8 @@ pub struct Session {
     pub generation: u64,
     pub config_toml: String,
     pub heartbeat_interval: Duration,
+    /// `Bearer {token}` every attach must carry in its `authorization` metadata.
+    pub executor_token: Option<Arc<str>>,
 }
 
 pub struct DriverService {
@@ -85,6 +88,18 @@ impl Driver for DriverService {
         &self,
         request: Request<Streaming<pb::ExecutorMessage>>,
     ) -> Result<Response<Self::AttachStream>, Status> {
+        if let Some(expected) = &self.session.executor_token {
+            let given = request.metadata().get("authorization").map(|v| v.as_bytes());
+            if !given.is_some_and(|given| same_secret(given, expected.as_bytes())) {
+                let remote = request.remote_addr().map_or("unknown".into(), |a| a.to_string());
+                tracing::warn!(remote = %remote, token_given = given.is_some(),
+                    "Refused an attach without the executors' token");
+                return Err(Status::unauthenticated(
+                    "this driver needs the executors' token (driver.executor_token): start the \
+                     executor with --token-file or WEIR_EXECUTOR_TOKEN",
+                ));
+            }
+        }
         let mut inbound = request.into_inner();
         let first = tokio::time::timeout(HELLO_LIMIT, inbound.message())
             .await

@@ -54,6 +54,10 @@ pub struct ExecutorArgs {
     /// The client certificate's private key (PEM).
     #[arg(long, env = "WEIR_TLS_KEY", value_name = "FILE")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// A file holding the token the driver asks of executors (`driver.executor_token`); or the
+    /// WEIR_EXECUTOR_TOKEN variable. Sent with every attach, never logged.
+    #[arg(long, env = "WEIR_EXECUTOR_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<std::path::PathBuf>,
     /// The CA of etcd's certificate (PEM): speak TLS to etcd (https:// endpoints).
     #[arg(long, env = "WEIR_ETCD_CA", value_name = "FILE")]
     pub etcd_ca: Option<std::path::PathBuf>,
@@ -135,10 +139,27 @@ impl ExecutorArgs {
             self.tls_cert.as_deref(),
             self.tls_key.as_deref(),
         )?;
+        let token = match (&self.token_file, std::env::var(TOKEN_VARIABLE)) {
+            (Some(file), _) => Some(
+                std::fs::read_to_string(file)
+                    .map_err(|e| format!("--token-file: cannot read {}: {e}", file.display()))?
+                    .trim()
+                    .to_owned(),
+            ),
+            (None, Ok(token)) => Some(token.trim().to_owned()),
+            (None, Err(_)) => None,
+        };
+        let token = token
+            .map(|t| {
+                tonic::metadata::MetadataValue::try_from(format!("Bearer {t}"))
+                    .map_err(|_| "the executors' token: not a valid header value".to_owned())
+            })
+            .transpose()?;
         let password_in_env = std::env::var_os(PASSWORD_VARIABLE).is_some();
         let etcd = self.etcd_access(password_in_env)?;
         Ok(ExecutorOptions {
             tls,
+            token,
             allow_kafka_code: self.allow_kafka_code,
             id: self.id.unwrap_or_else(|| format!("{host}-{}", std::process::id())),
             address: host,
@@ -150,6 +171,9 @@ impl ExecutorArgs {
         })
     }
 }
+
+/// The variable an executor may read the driver's token from, instead of a file.
+pub const TOKEN_VARIABLE: &str = "WEIR_EXECUTOR_TOKEN";
 
 /// The variable an executor may read its etcd password from, instead of a file (never a flag:
 /// a command line is visible to every user of the machine).

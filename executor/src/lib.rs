@@ -102,6 +102,8 @@ async fn attach_until_stopped(
     stop: &CancellationToken,
 ) -> Result<(), ExecutorError> {
     let mut attempt = 0;
+    // The reason last logged: a new one is logged even within a streak.
+    let mut last_reason: Option<String> = None;
     // Since when the driver refuses this executor's id (another process has it).
     let mut refused_since: Option<tokio::time::Instant> = None;
     loop {
@@ -139,9 +141,11 @@ async fn attach_until_stopped(
                 attempt += 1;
                 let delay = FIND_DRIVER.delay(attempt.min(5));
                 // Waiting for a driver is normal at start and during a failover: log it
-                // once per streak, then quietly.
-                if attempt == 1 {
+                // once per streak, then quietly; but every new reason (a refusal after "no
+                // leader yet") once.
+                if attempt == 1 || last_reason.as_deref() != Some(reason.as_str()) {
                     info!(%reason, "No driver session; looking for the leader");
+                    last_reason = Some(reason.clone());
                 } else {
                     tracing::debug!(%reason, attempt, "Still looking for the leader");
                 }

@@ -45,6 +45,8 @@ pub struct ExecutorOptions {
     pub address: String,
     /// TLS to the driver (`--tls-*`); `None`: plaintext.
     pub tls: Option<tonic::transport::ClientTlsConfig>,
+    /// `Bearer {token}` sent with every attach (`--token-file`, `WEIR_EXECUTOR_TOKEN`).
+    pub token: Option<tonic::metadata::MetadataValue<tonic::metadata::Ascii>>,
     /// Run jobs whose Kafka properties load or run code (`--allow-kafka-code`).
     pub allow_kafka_code: bool,
 }
@@ -381,7 +383,11 @@ impl Attacher {
             instance: self.instance,
         };
         let _ = outbox.send(message(pb::executor_message::Kind::Hello(hello))).await;
-        let mut inbound = match client.attach(ReceiverStream::new(rx)).await {
+        let mut attach = tonic::Request::new(ReceiverStream::new(rx));
+        if let Some(token) = &self.options.token {
+            attach.metadata_mut().insert("authorization", token.clone());
+        }
+        let mut inbound = match client.attach(attach).await {
             Ok(r) => r.into_inner(),
             Err(status) if status.code() == tonic::Code::AlreadyExists => {
                 let retry_for = status

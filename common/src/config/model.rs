@@ -295,6 +295,10 @@ pub struct DriverSection {
     /// `None`: they are open to whoever reaches `http_listen`. `/healthz` and `/readyz` stay open.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_token: Option<String>,
+    /// A token every executor must present when it attaches (a secret reference), on top of
+    /// `[driver.tls]` or where TLS ends in front of the driver; `None`: none is asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub executor_token: Option<String>,
     /// An executor silent this long is declared lost.
     #[serde(with = "super::duration")]
     pub executor_timeout: Duration,
@@ -352,6 +356,7 @@ impl Default for DriverSection {
             http_listen: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 7071))),
             tls: None,
             http_token: None,
+            executor_token: None,
             executor_timeout: Duration::from_secs(5),
             heartbeat_interval: Duration::from_secs(1),
             max_task_attempts: 4,

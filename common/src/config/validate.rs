@@ -328,16 +328,21 @@ pub(super) fn checkpoint(checkpoint: &CheckpointConfig) -> Result<(), ConfigErro
 }
 
 fn driver(driver: &DriverSection) -> Result<(), ConfigError> {
-    if let Some(token) = &driver.http_token
-        && !secrets::is_reference(token)
-    {
-        // Never echo what might be the token itself.
-        return Err(invalid(
-            "driver.http_token",
-            "a plain value".into(),
-            "a reference, \"${env:NAME}\" or \"${file:PATH}\" (the config travels to executors \
-             and into logs)",
-        ));
+    for (key, token) in [
+        ("driver.http_token", &driver.http_token),
+        ("driver.executor_token", &driver.executor_token),
+    ] {
+        if let Some(token) = token
+            && !secrets::is_reference(token)
+        {
+            // Never echo what might be the token itself.
+            return Err(invalid(
+                key,
+                "a plain value".into(),
+                "a reference, \"${env:NAME}\" or \"${file:PATH}\" (the config travels to \
+                 executors and into logs)",
+            ));
+        }
     }
     if let Some(advertise) = &driver.advertise
         && !is_url(advertise)

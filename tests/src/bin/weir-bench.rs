@@ -5,6 +5,7 @@
 //! target/release/weir-bench [RECORDS]      # default 1,000,000
 //! target/release/weir-bench partitions N [RECORDS]   # identity alone over N partitions
 //! target/release/weir-bench planning           # planning and etcd value sizes; no services
+//! target/release/weir-bench plain [N] [RECORDS]   # the plain loops alone (tuning the baseline)
 //! target/release/weir-bench memory [RECORDS]   # executor peak memory; default 5,000,000
 //! ```
 //!
@@ -53,6 +54,13 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("memory") => return memory::run(records(args.get(1), 5_000_000)?).await,
         Some("planning") => return planning::run(),
+        Some("plain") => {
+            let partitions: i32 = args.get(1).map_or(Ok(PARTITIONS), |p| p.parse())?;
+            let records = records(args.get(2), 1_000_000)?;
+            services::ensure();
+            let bench = Bench::new("bench-plain")?;
+            return identity::plain_only(&bench, records, partitions).await;
+        }
         Some("partitions") => {
             let partitions: i32 = args.get(1).context("partitions N [RECORDS]")?.parse()?;
             let records = records(args.get(2), 200_000)?;

@@ -104,6 +104,7 @@ fn executor_options(job: &JobFixture, id: &str) -> ExecutorOptions {
         id: id.to_owned(),
         address: "127.0.0.1".to_owned(),
         tls: None,
+        token: None,
         allow_kafka_code: false,
     }
 }

@@ -6,6 +6,7 @@ mod bad_input;
 mod delivery;
 mod etcd_security;
 mod executor_http;
+mod executor_token;
 mod guarantees;
 mod idle_peers;
 mod in_process;

@@ -22,6 +22,8 @@ pub struct IdentityRun {
     output: usize,
     bytes: usize,
     status: serde_json::Value,
+    /// The longest an executor took to exit after SIGTERM.
+    executor_exit: Duration,
     /// The largest of the two executors' peaks.
     executor_peaks: Peaks,
 }
@@ -41,18 +43,7 @@ pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result
     }
     let bytes = runs[0].bytes;
     // b. the plain loop on the same records, without and with transactions.
-    let mut plain = Vec::new();
-    for mode in [PlainMode::Idempotent, PlainMode::Transactional(100_000)] {
-        let output = bench.names.topic(&format!("plain-{}-{}", plain.len(), partitions));
-        kafka::create_topic(&output, partitions).await;
-        let took = tokio::task::spawn_blocking({
-            let (input, output) = (input.clone(), output.clone());
-            move || plain_copy(&input, &output, partitions, records, mode)
-        })
-        .await??;
-        let count = kafka::read_committed(&output).await.values().map(Vec::len).sum::<usize>();
-        plain.push((mode, took, count));
-    }
+    let plain = plain_loops(bench, &input, partitions, records).await?;
 
     let mb = bytes as f64 / 1e6;
     println!();
@@ -91,26 +82,31 @@ pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result
         }
     }
     for (mode, took, count) in &plain {
-        row(&mode.label(), *took, count.to_string(), None);
+        match took {
+            Ok(took) => row(&mode.label(), *took, count.to_string(), None),
+            Err(e) => println!("| {} | failed: {e:#} | | | {count} | - | - | - |", mode.label()),
+        }
     }
-    let baseline = |i: usize| records as f64 / plain[i].1.as_secs_f64();
+    let baseline = |i: usize| plain[i].1.as_ref().map(|t| records as f64 / t.as_secs_f64()).ok();
     let weir = |i: usize| records as f64 / runs[i].wall.as_secs_f64();
+    let ratio = |i: usize| baseline(i).map_or("-".to_owned(), |b| format!("{:.2}", weir(i) / b));
     println!();
     println!(
-        "weir at-least-once / plain idempotent: {:.2}; weir exactly-once / plain transactional: {:.2}",
-        weir(0) / baseline(0),
-        weir(1) / baseline(1)
+        "weir at-least-once / plain idempotent: {}; weir exactly-once / plain transactional: {}",
+        ratio(0),
+        ratio(1)
     );
     println!();
     for run in &runs {
         println!(
             "driver status at the end ({}): batches_committed={} records_in={} last_processing_ms={} \
-             first batch seen at {:.2} s",
+             first batch seen at {:.2} s; executors exited {:.1} s after SIGTERM",
             run.guarantee,
             run.status["batches_committed"],
             run.status["records_in"],
             run.status["last_processing_ms"],
-            run.first_batch.map_or(f64::NAN, |f| f.as_secs_f64())
+            run.first_batch.map_or(f64::NAN, |f| f.as_secs_f64()),
+            run.executor_exit.as_secs_f64()
         );
         if run.output as u64 != records {
             println!(
@@ -120,6 +116,51 @@ pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result
         }
     }
     Ok(runs.swap_remove(0))
+}
+
+/// The plain loop over `input`, idempotent then transactional, each into a topic of its own:
+/// how long each took and what a `read_committed` reader finds in its output.
+async fn plain_loops(
+    bench: &Bench,
+    input: &str,
+    partitions: i32,
+    records: u64,
+) -> anyhow::Result<Vec<(PlainMode, anyhow::Result<Duration>, usize)>> {
+    let mut plain = Vec::new();
+    for mode in [PlainMode::Idempotent, PlainMode::Transactional(100_000)] {
+        let output = bench.names.topic(&format!("plain-{}-{}", plain.len(), partitions));
+        kafka::create_topic(&output, partitions).await;
+        // A loop that fails is a row of the table (saying why), not the end of the run.
+        let took = tokio::task::spawn_blocking({
+            let (input, output) = (input.to_owned(), output.clone());
+            move || plain_copy(&input, &output, partitions, records, mode)
+        })
+        .await?;
+        let count = kafka::read_committed(&output).await.values().map(Vec::len).sum::<usize>();
+        plain.push((mode, took, count));
+    }
+    Ok(plain)
+}
+
+/// `weir-bench plain`: the plain loops alone over `records` fresh demo events.
+pub async fn plain_only(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result<()> {
+    let input = bench.names.topic(&format!("in-{partitions}"));
+    kafka::create_topic(&input, partitions).await;
+    bench.run_tool(&["produce", &input, &records.to_string(), "--events"])?;
+    println!(
+        "| plain loop ({records} records, {partitions} partitions) | wall time | records/s | output |"
+    );
+    println!("|---|---:|---:|---:|");
+    for (mode, took, count) in plain_loops(bench, &input, partitions, records).await? {
+        match took {
+            Ok(took) => {
+                let s = took.as_secs_f64();
+                println!("| {} | {s:.2} s | {:.0} | {count} |", mode.label(), records as f64 / s);
+            }
+            Err(e) => println!("| {} | failed: {e:#} | | {count} |", mode.label()),
+        }
+    }
+    Ok(())
 }
 
 /// Copies `input` to a new topic through one driver and two executors under `guarantee`; timed
@@ -166,7 +207,7 @@ async fn identity(
     if let Ok(now) = http_status(job.http_port) {
         status = now;
     }
-    job.stop().await;
+    let executor_exit = job.stop().await;
     let read = kafka::read_committed(&output).await;
     let output_count: usize = read.values().map(Vec::len).sum();
     let bytes: usize = read
@@ -183,6 +224,7 @@ async fn identity(
         output: output_count,
         bytes,
         status,
+        executor_exit,
         executor_peaks,
     })
 }
