@@ -158,9 +158,10 @@ check_refusals() {
   grep -q 'permission denied' <<<"$out" || die "etcd refused the executors' user, but not for that: $out"
   out="$(dc exec -T etcd sh -c '(printf "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"; sleep 2) | timeout 10 openssl s_client -connect driver-1:7070 -CAfile /run/weir/secrets/ca.pem -alpn h2 -quiet' 2>&1)" || true
   grep -q 'alert certificate required' <<<"$out" || die "the driver's gRPC port did not refuse a client without a certificate: $out"
-  local secret
+  local secret logs
+  logs="$(dc logs --no-color 2>&1)"
   for secret in weir/kafka-password weir/etcd-driver-password weir/etcd-executor-password root/etcd-root-password; do
-    if dc logs --no-color 2>&1 | grep -qF "$(dc exec -T -u 0 etcd cat "/run/weir/secrets/$secret")"; then
+    if grep -qF "$(dc exec -T -u 0 etcd cat "/run/weir/secrets/$secret")" <<<"$logs"; then
       die "a service logged the password in $secret"
     fi
   done

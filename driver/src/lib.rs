@@ -97,27 +97,11 @@ async fn lead(
         .options()
         .map_err(|e| DriverError::Unfit(format!("{}: {e}", e.part.config_key())))?;
     let listeners = Listeners::bind(&config).await?;
-    let http_token = config
-        .driver
-        .http_token
-        .as_deref()
-        .map(|reference| {
-            weir_common::config::secrets::resolve(reference)
-                .map(|token| token.into_owned())
-                .map_err(|e| DriverError::Unfit(format!("driver.http_token: {e}")))
-        })
-        .transpose()?;
+    let http_token = resolve_token("driver.http_token", config.driver.http_token.as_deref())?;
     let grpc_server = tls::GrpcServer::new(&config.driver)?;
-    let executor_token = config
-        .driver
-        .executor_token
-        .as_deref()
-        .map(|reference| {
-            weir_common::config::secrets::resolve(reference)
-                .map(|token| Arc::<str>::from(format!("Bearer {token}")))
-                .map_err(|e| DriverError::Unfit(format!("driver.executor_token: {e}")))
-        })
-        .transpose()?;
+    let executor_token =
+        resolve_token("driver.executor_token", config.driver.executor_token.as_deref())?
+            .map(|token| Arc::<str>::from(format!("Bearer {token}")));
     // The process id alone does not tell incarnations apart: a container restarted by its
     // policy has the same hostname and often the same pid, and its registration must be new
     // (the longest-waiting standby leads first, see `election`).
@@ -410,4 +394,16 @@ fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "driver".into())
+}
+
+/// A token setting's value (`key` names it in the error): the reference resolved at start, so a
+/// missing variable or file stops the driver at once.
+fn resolve_token(key: &str, reference: Option<&str>) -> Result<Option<String>, DriverError> {
+    reference
+        .map(|reference| {
+            weir_common::config::secrets::resolve(reference)
+                .map(|token| token.into_owned())
+                .map_err(|e| DriverError::Unfit(format!("{key}: {e}")))
+        })
+        .transpose()
 }
