@@ -16,18 +16,24 @@ use rdkafka::admin::{AdminClient, AdminOptions, ResourceSpecifier};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
-use rdkafka::{Offset, TopicPartitionList};
+use rdkafka::producer::{BaseProducer, Producer};
+use rdkafka::{ClientConfig, Offset, TopicPartitionList};
 use tracing::warn;
 use weir_common::TopicPartition;
-use weir_common::config::{JobConfig, SourceConfig};
+use weir_common::batch::LaneId;
+use weir_common::config::{Guarantee, JobConfig, SinkKind, SourceConfig, secrets};
 use weir_common::failure::code_failure;
 use weir_common::kafka_refusal::RefusalWatch;
+use weir_common::lanes::LaneMap;
 
 use crate::error::DriverError;
 use crate::io::{JobGroup, Offsets, blocking};
 use crate::source::{client_config, or_refused};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
+/// `init_transactions` waits while the broker completes or aborts the fenced producer's open
+/// transaction.
+const FENCE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The group on the source cluster, shared with the blocking threads that read it.
 #[derive(Clone)]
@@ -37,7 +43,19 @@ struct Client {
     consumer: BaseConsumer<RefusalWatch>,
     name: String,
     brokers: String,
+    /// Where the job's lane transactions are, when it writes Kafka transactions.
+    transactions: Option<Transactions>,
 }
+
+/// The sink cluster of an exactly-once Kafka job: where its lanes' transactional ids live.
+struct Transactions {
+    job: String,
+    brokers: String,
+    properties: BTreeMap<String, String>,
+}
+
+/// Lanes fenced at once: each fence is a coordinator lookup and an `InitProducerId`.
+const FENCING_THREADS: usize = 8;
 
 pub fn group_name(job: &str) -> String {
     format!("weir.{job}")
@@ -45,7 +63,17 @@ pub fn group_name(job: &str) -> String {
 
 impl KafkaGroup {
     pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
-        Self::for_job(&config.job.name, &config.source)
+        let group = Self::for_job(&config.job.name, &config.source)?;
+        let transactional =
+            config.sink.kind == SinkKind::Kafka && config.sink.guarantee == Guarantee::ExactlyOnce;
+        let transactions = transactional.then(|| Transactions {
+            job: config.job.name.clone(),
+            brokers: config.sink.brokers(&config.source).to_owned(),
+            properties: config.sink.kafka.clone(),
+        });
+        let Client { consumer, name, brokers, .. } =
+            Arc::into_inner(group.0).expect("a new group has one owner");
+        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers, transactions })))
     }
 
     /// The group of job `job` on the source cluster `source`.
@@ -60,7 +88,8 @@ impl KafkaGroup {
                 let context = format_args!("cannot create a client for group {name}");
                 DriverError::kafka(&source.brokers, context, &e)
             })?;
-        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers: source.brokers.clone() })))
+        let brokers = source.brokers.clone();
+        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers, transactions: None })))
     }
 
     /// Sets the group's offsets to `offsets` and waits for the broker's answer (an operator's
@@ -111,6 +140,53 @@ impl JobGroup for KafkaGroup {
 
     fn publish(&self, next_offsets: &Offsets) {
         self.0.publish(next_offsets)
+    }
+
+    async fn fence_lanes(&self, lanes: Vec<LaneId>) -> Result<(), DriverError> {
+        let client = self.0.clone();
+        blocking(move || match &client.transactions {
+            Some(transactions) => transactions.fence(&lanes),
+            None => Ok(()),
+        })
+        .await
+    }
+}
+
+impl Transactions {
+    /// `init_transactions` with each lane's transactional id, a few at a time: the broker bumps
+    /// the id's epoch (so an older producer of the lane can no longer commit) and aborts its open
+    /// transaction, if any. The producers are dropped at once.
+    fn fence(&self, lanes: &[LaneId]) -> Result<(), DriverError> {
+        let chunk = lanes.len().div_ceil(FENCING_THREADS).max(1);
+        std::thread::scope(|scope| {
+            let fencers: Vec<_> = lanes
+                .chunks(chunk)
+                .map(|lanes| scope.spawn(move || lanes.iter().try_for_each(|&l| self.fence_one(l))))
+                .collect();
+            fencers.into_iter().try_for_each(|fencer| {
+                fencer.join().unwrap_or_else(|_| {
+                    Err(DriverError::Internal("a fencing thread panicked".into()))
+                })
+            })
+        })
+    }
+
+    fn fence_one(&self, lane: LaneId) -> Result<(), DriverError> {
+        let id = LaneMap::transactional_id(&self.job, lane);
+        let mut config = ClientConfig::new();
+        for (k, v) in secrets::resolved(&self.properties) {
+            config.set(k, v);
+        }
+        let producer: BaseProducer = config
+            .set("bootstrap.servers", &self.brokers)
+            .set("transactional.id", &id)
+            .create()
+            .map_err(|e| {
+                DriverError::kafka(&self.brokers, format_args!("a producer for {id}"), &e)
+            })?;
+        producer.init_transactions(FENCE_TIMEOUT).map_err(|e| {
+            DriverError::kafka(&self.brokers, format_args!("fencing lane {lane} ({id})"), &e)
+        })
     }
 }
 

@@ -7,7 +7,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use async_trait::async_trait;
-use weir_common::batch::BatchPlan;
+use weir_common::batch::{BatchPlan, LaneId};
 use weir_common::config::StartingOffsets;
 use weir_common::control::JobState;
 use weir_common::lanes::LaneMap;
@@ -97,6 +97,10 @@ pub trait JobGroup: Send + Sync {
     async fn committed(&self, partitions: Vec<TopicPartition>) -> Result<Offsets, DriverError>;
     /// Publishes the committed progress; best effort (etcd is the authority), never fails.
     fn publish(&self, next_offsets: &Offsets);
+    /// Fences the transactional producers of `lanes` (retired by a regrouping): after this, no
+    /// producer of those lanes can commit, and their open transactions are aborted. Nothing to
+    /// do unless the job writes Kafka transactions.
+    async fn fence_lanes(&self, lanes: Vec<LaneId>) -> Result<(), DriverError>;
 }
 
 /// Runs blocking librdkafka work off the async threads.

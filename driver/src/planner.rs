@@ -203,7 +203,7 @@ mod tests {
             .map(|&(p, next, latest)| (tp(p), PartitionState { next, latest }))
             .collect();
         let mut lanes = LaneMap::default();
-        lanes.extend(partitions.keys());
+        lanes.extend(partitions.keys(), u32::MAX);
         (partitions, lanes)
     }
 

@@ -6,18 +6,16 @@
 //! exactly-once replay) reads and writes nothing. Blocking code (librdkafka polls), run on a
 //! blocking thread; records stream through one at a time.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
-use rdkafka::message::{BorrowedMessage, Headers, Message};
 use tokio::sync::mpsc;
 use tracing::{debug, info_span, warn};
 use weir_common::protocol::{TaskId, TaskMetrics};
 use weir_common::transform::{OnRecordError, Outcome};
-use weir_common::{Header, OffsetRange, Record, TopicPartition};
+use weir_common::{OffsetRange, Record, TopicPartition};
 
 use crate::context::JobContext;
 use crate::error::TaskError;
@@ -132,48 +130,45 @@ pub fn run_task(
     }
     let mut admission = ctx.output_gate.as_deref().map(|gate| gate.admission());
     let mut wrote_output = false;
-    for range in ranges {
-        metrics.records_lost += ctx.consumers.read(range, &control.cancel, |message| {
-            let record = record_of(message);
-            metrics.records_in += 1;
-            if metrics.records_in % 1024 == 0 {
-                control.records_in.store(metrics.records_in, Ordering::Relaxed);
-            }
-            metrics.bytes_in += record_bytes(&record);
-            let outcome = match ctx.pipeline.apply(record) {
-                Outcome::Emit(out) => match admission.as_mut().and_then(|a| a.refusal(&out, &[])) {
-                    // The input record, unchanged, as a transform's reject is.
-                    Some(refusal) => Outcome::Rejected {
-                        record: record_of(message),
-                        reason: refusal.to_string(),
-                    },
-                    None => Outcome::Emit(out),
-                },
-                outcome => outcome,
-            };
-            let writes = match &outcome {
-                Outcome::Emit(_) => true,
-                Outcome::Rejected { .. } => ctx.on_record_error == OnRecordError::DeadLetter,
-                Outcome::Filtered => false,
-            };
-            if writes && !wrote_output {
-                wrote_output = true;
-                control.wrote_output.store(true, Ordering::Relaxed);
-            }
-            match outcome {
-                Outcome::Emit(record) => {
-                    metrics.bytes_out += output.write(&record)?;
-                    metrics.records_out += 1;
+    metrics.records_lost += ctx.consumers.read(task.lane, ranges, &control.cancel, |input| {
+        let record = input.clone();
+        metrics.records_in += 1;
+        if metrics.records_in % 1024 == 0 {
+            control.records_in.store(metrics.records_in, Ordering::Relaxed);
+        }
+        metrics.bytes_in += record_bytes(&record);
+        let outcome = match ctx.pipeline.apply(record) {
+            Outcome::Emit(out) => match admission.as_mut().and_then(|a| a.refusal(&out, &[])) {
+                // The input record, unchanged, as a transform's reject is.
+                Some(refusal) => {
+                    Outcome::Rejected { record: input.clone(), reason: refusal.to_string() }
                 }
-                Outcome::Filtered => metrics.records_filtered += 1,
-                Outcome::Rejected { record, reason } => {
-                    metrics.records_rejected += 1;
-                    reject(ctx.on_record_error, output.as_mut(), &record, &reason)?;
-                }
+                None => Outcome::Emit(out),
+            },
+            outcome => outcome,
+        };
+        let writes = match &outcome {
+            Outcome::Emit(_) => true,
+            Outcome::Rejected { .. } => ctx.on_record_error == OnRecordError::DeadLetter,
+            Outcome::Filtered => false,
+        };
+        if writes && !wrote_output {
+            wrote_output = true;
+            control.wrote_output.store(true, Ordering::Relaxed);
+        }
+        match outcome {
+            Outcome::Emit(record) => {
+                metrics.bytes_out += output.write(&record)?;
+                metrics.records_out += 1;
             }
-            Ok(())
-        })?;
-    }
+            Outcome::Filtered => metrics.records_filtered += 1,
+            Outcome::Rejected { record, reason } => {
+                metrics.records_rejected += 1;
+                reject(ctx.on_record_error, output.as_mut(), &record, &reason)?;
+            }
+        }
+        Ok(())
+    })?;
     metrics.read_ms = started.elapsed().as_millis() as u64;
     let flushing = Instant::now();
     output.finish()?;
@@ -196,26 +191,6 @@ fn reject(
             "record {}-{}@{} rejected: {reason} (transform.on_record_error = \"fail\")",
             record.topic, record.partition, record.offset
         ))),
-    }
-}
-
-/// A record borrowing the consumer's buffers: nothing is copied here.
-fn record_of<'a>(m: &'a BorrowedMessage<'a>) -> Record<'a> {
-    let headers = match m.headers() {
-        Some(h) => h
-            .iter()
-            .map(|h| Header { key: Cow::Borrowed(h.key), value: h.value.map(Cow::Borrowed) })
-            .collect(),
-        None => Vec::new(),
-    };
-    Record {
-        topic: m.topic(),
-        partition: m.partition(),
-        offset: m.offset(),
-        key: m.key().map(Cow::Borrowed),
-        payload: m.payload().map(Cow::Borrowed),
-        headers,
-        timestamp_ms: m.timestamp().to_millis(),
     }
 }
 

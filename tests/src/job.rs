@@ -202,6 +202,14 @@ impl JobFixture {
             .collect()
     }
 
+    /// The job's lane map in etcd (empty before the driver wrote one).
+    pub async fn lane_map(&self) -> weir_common::lanes::LaneMap {
+        match self.etcd_keys().await.get(&self.keys().lanes()) {
+            Some(bytes) => weir_common::lanes::LaneMap::decode(bytes).expect("lane map decode"),
+            None => weir_common::lanes::LaneMap::default(),
+        }
+    }
+
     /// Recorded batches newer than the last committed one.
     pub async fn uncommitted_batches(&self) -> Vec<u64> {
         let last = self.committed().await.and_then(|c| c.last_committed_batch);

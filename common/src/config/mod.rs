@@ -22,9 +22,9 @@ use std::path::Path;
 
 pub use error::ConfigError;
 pub use model::{
-    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DriverSection, DriverTls, EtcdTls,
-    Guarantee, JobConfig, JobSection, OnDataLoss, Partitioning, SinkConfig, SinkKind, SourceConfig,
-    StartingOffsets,
+    CheckpointConfig, DEFAULT_INITIAL_RATE_PER_PARTITION, DEFAULT_LANES, DriverSection, DriverTls,
+    EtcdTls, Guarantee, JobConfig, JobSection, MAX_LANES, OnDataLoss, Partitioning, SinkConfig,
+    SinkKind, SourceConfig, StartingOffsets,
 };
 
 /// Substrings of Kafka property names whose values are masked in logs.

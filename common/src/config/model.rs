@@ -71,6 +71,13 @@ pub struct SourceConfig {
     /// What to do when records to read are gone (retention, a deleted or recreated topic).
     #[serde(default)]
     pub on_data_loss: OnDataLoss,
+    /// The most lanes the job's partitions are grouped into. A lane is a batch's unit of work
+    /// (one task, one consumer, under exactly-once one transactional producer and one
+    /// transaction), so this bounds the Kafka clients an executor holds and the transactions
+    /// per batch, whatever the partition count; it also bounds how many tasks of a batch run at
+    /// once. Lowering it regroups an existing job's lanes (see `docs/lanes.md`).
+    #[serde(default = "default_lanes")]
+    pub lanes: u32,
     /// `[source.kafka]`: librdkafka consumer properties, passed through.
     #[serde(
         default,
@@ -126,6 +133,16 @@ pub enum OnDataLoss {
 
 fn default_backpressure() -> bool {
     true
+}
+
+/// Eight lanes: with the default two slots, four executors run a whole batch at once, and an
+/// executor holding every lane has 16 Kafka clients.
+pub const DEFAULT_LANES: u32 = 8;
+/// More lanes than this is a thousand transactions per batch again: what lanes exist to avoid.
+pub const MAX_LANES: u32 = 1024;
+
+fn default_lanes() -> u32 {
+    DEFAULT_LANES
 }
 
 /// Where a partition starts on the job's first run. Once offsets are in etcd they win.

@@ -431,6 +431,14 @@ fn flow_limits_are_positive_and_the_initial_rate_within_the_maximum() {
     let defaults = JobConfig::from_toml_str(MINIMAL).unwrap();
     assert_eq!(defaults.source.on_data_loss, super::OnDataLoss::Fail);
     assert!(defaults.source.backpressure);
+    assert_eq!(defaults.source.lanes, 8);
+    assert_eq!(JobConfig::from_toml_str(&source("lanes = 2")).unwrap().source.lanes, 2);
+    for lanes in ["0", "1025"] {
+        assert_eq!(
+            error(&source(&format!("lanes = {lanes}"))),
+            format!("source.lanes: got {lanes}, expected a number from 1 to 1024")
+        );
+    }
     assert_eq!(
         error(&source("max_records_per_batch = 0")),
         "source.max_records_per_batch: got 0, expected a number >= 1 (leave it out for no limit)"

@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use super::model::anchored;
+use super::model::{MAX_LANES, anchored};
 use super::{
     CheckpointConfig, ConfigError, DriverSection, Guarantee, JobConfig, SinkConfig, SinkKind,
     SourceConfig, StartingOffsets, duration, secrets,
@@ -75,6 +75,10 @@ fn source(source: &SourceConfig) -> Result<(), ConfigError> {
         if value == Some(0) {
             return Err(invalid(key, "0".into(), "a number >= 1 (leave it out for no limit)"));
         }
+    }
+    if !(1..=MAX_LANES).contains(&source.lanes) {
+        let expected = format!("a number from 1 to {MAX_LANES}");
+        return Err(invalid("source.lanes", source.lanes.to_string(), expected));
     }
     if let (Some(initial), Some(max)) =
         (source.initial_rate_per_partition, source.max_rate_per_partition)

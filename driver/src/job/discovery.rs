@@ -60,7 +60,7 @@ impl JobLoop {
             self.committed.next_offsets.insert(tp.clone(), offset);
             self.planned.insert(tp, offset);
         }
-        self.lanes.extend(new.iter());
+        self.lanes.extend(new.iter(), self.config.source.lanes);
         self.write_offsets_and_lanes("writing the new partitions' offsets to etcd").await?;
         Ok(partitions)
     }

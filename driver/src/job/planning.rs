@@ -72,6 +72,16 @@ impl JobLoop {
         if let Some(rate) = &mut self.rate {
             rate.set_limits(Limits::for_partitions(states.len(), max_rate));
         }
+        if self.lanes.needs_regrouping(self.config.source.lanes) {
+            // Partitions change lanes only with nothing in flight (recorded batches name the
+            // old lanes); until then, no new batch.
+            if self.scheduler.batches_in_flight() > 0 {
+                return Ok(());
+            }
+            if !self.regroup_lanes().await? {
+                return Ok(());
+            }
+        }
         let measured = self.rate.as_ref().and_then(RateController::rate);
         let budget = planner::budget(&self.config.source, self.config.job.batch_interval, measured);
         let planned = plan_batch(self.next_batch, &states, &self.lanes, budget, now_ms());
@@ -110,6 +120,39 @@ impl JobLoop {
         self.time_lag(&latest);
         self.status.send_modify(|s| s.lag = lag);
         self.start_batch(plan, false).await
+    }
+
+    /// Regroups the lanes into `source.lanes` (a job mapped one partition per lane, or the
+    /// setting lowered): fences the retired lanes' producers first, then writes the new map.
+    /// Returns false when Kafka did not answer the fencing; the next round tries again, and
+    /// the old map stays in force meanwhile.
+    async fn regroup_lanes(&mut self) -> Result<bool, DriverError> {
+        let started = Instant::now();
+        let mut regrouped = self.lanes.clone();
+        let retired = regrouped.regroup(self.config.source.lanes);
+        let fenced = retired.len();
+        match self.io.group.fence_lanes(retired).await {
+            Ok(()) => {}
+            Err(e) if e.is_retryable() => {
+                warn!(error = %e, "Cannot regroup the lanes yet: fencing the old lanes failed; trying again next interval");
+                return Ok(false);
+            }
+            Err(e) => return Err(e),
+        }
+        let (store, committed) = (&self.io.store, &self.committed);
+        in_etcd(self.etcd_wait(), "writing the regrouped lanes to etcd", || {
+            store.write_offsets_and_lanes(committed, &regrouped)
+        })
+        .await?;
+        info!(
+            lanes = regrouped.lane_count(),
+            partitions = regrouped.len(),
+            retired = fenced,
+            took_ms = started.elapsed().as_millis() as u64,
+            "Lanes regrouped; the retired lanes' producers are fenced"
+        );
+        self.lanes = regrouped;
+        Ok(true)
     }
 
     /// How long each partition's oldest record not yet planned has waited.

@@ -1,9 +1,9 @@
-//! The executor's Kafka clients: cached per-partition range readers and the shared producer.
+//! The executor's Kafka clients: a consumer per lane (`lane_reader`) and the shared producer.
 
 pub mod group;
+pub mod lane_reader;
 pub mod probe;
 pub mod producer;
-pub mod range_reader;
 
 use std::collections::BTreeMap;
 

@@ -89,7 +89,7 @@ impl TransactionalSink {
     }
 
     pub fn transactional_id(job: &str, lane: LaneId) -> String {
-        format!("weir.{job}.lane.{lane}")
+        weir_common::lanes::LaneMap::transactional_id(job, lane)
     }
 
     /// The lane's producer, initialised (fencing older owners) when this executor has none.
@@ -216,7 +216,7 @@ impl Sink for TransactionalSink {
             dead_letters: None,
             ranges: ranges.to_vec(),
             state: State::NotBegun,
-            written_to: BTreeMap::new(),
+            written_to: WrittenTo::default(),
             opened_at: Instant::now(),
             steps: 0,
         };
@@ -260,7 +260,7 @@ struct TransactionOutput<'a> {
     state: State,
     /// The next offset of each partition after the records written (or dead-lettered) so far:
     /// what a step commits.
-    written_to: BTreeMap<TopicPartition, i64>,
+    written_to: WrittenTo,
     /// When the open transaction began.
     opened_at: Instant,
     steps: u32,
@@ -279,21 +279,11 @@ impl TransactionOutput<'_> {
     /// Notes that `record` is written, and commits a step when the transaction has been open
     /// for half of `transaction_timeout`.
     fn written(&mut self, record: &Record<'_>) -> Result<(), TaskError> {
-        let next = record.offset + 1;
-        match self
-            .written_to
-            .iter_mut()
-            .find(|(tp, _)| tp.partition == record.partition && tp.topic == record.topic)
-        {
-            Some((_, at)) => *at = next,
-            None => {
-                self.written_to.insert(TopicPartition::new(record.topic, record.partition), next);
-            }
-        }
+        self.written_to.note(record.topic, record.partition, record.offset + 1);
         if self.opened_at.elapsed() < self.sink.settings.transaction_timeout / 2 {
             return Ok(());
         }
-        let at = self.written_to.clone();
+        let at = self.written_to.to_map();
         self.commit(&at)?;
         self.steps += 1;
         info!(lane = self.lane, step = self.steps, at = ?at,
@@ -419,6 +409,32 @@ impl Drop for TransactionOutput<'_> {
                 self.sink.drop_lane(self.lane, &self.producer);
             }
         }
+    }
+}
+
+/// The next offset of each input partition after the records written so far, found by
+/// partition number first: a lane's task reads many partitions, and this is noted per record.
+#[derive(Default)]
+struct WrittenTo {
+    by_partition: HashMap<i32, Vec<(String, i64)>>,
+}
+
+impl WrittenTo {
+    fn note(&mut self, topic: &str, partition: i32, next: i64) {
+        let topics = self.by_partition.entry(partition).or_default();
+        match topics.iter_mut().find(|(t, _)| t == topic) {
+            Some((_, at)) => *at = next,
+            None => topics.push((topic.to_owned(), next)),
+        }
+    }
+
+    fn to_map(&self) -> BTreeMap<TopicPartition, i64> {
+        let entries = self.by_partition.iter().flat_map(|(&partition, topics)| {
+            topics
+                .iter()
+                .map(move |(topic, at)| (TopicPartition::new(topic.as_str(), partition), *at))
+        });
+        entries.collect()
     }
 }
 

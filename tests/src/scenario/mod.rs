@@ -189,7 +189,11 @@ impl Scenario {
         let job = JobFixture::new(&self.name, self.partitions, "").await;
         let sink_dir = job.supervisor.log_dir().join("sink");
         let sink = self.sink_body(&job, &sink_dir);
-        job.write_config_with_sink(&format!("topics = [\"{}\"]", job.input), &sink, "");
+        // Two partitions per lane: every fault meets lanes that read several partitions through
+        // one consumer and commit them in one transaction.
+        let lanes = (self.partitions + 1) / 2;
+        let source = format!("topics = [\"{}\"]\nlanes = {lanes}", job.input);
+        job.write_config_with_sink(&source, &sink, "");
         let progress = Progress::new(&job, self.records).await;
         let mut run = Run {
             job,

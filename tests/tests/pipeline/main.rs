@@ -12,6 +12,7 @@ mod idle_peers;
 mod in_process;
 mod kafka_cases;
 mod kafka_security;
+mod lanes;
 mod restarts;
 mod secrets;
 mod tls;

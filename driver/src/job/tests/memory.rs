@@ -229,7 +229,11 @@ impl SourceMetadata for MemorySource {
     }
 }
 
-pub struct MemoryGroup;
+/// The group; remembers the lanes it was asked to fence.
+#[derive(Default)]
+pub struct MemoryGroup {
+    pub fenced: std::sync::Mutex<Vec<weir_common::batch::LaneId>>,
+}
 
 #[async_trait]
 impl JobGroup for MemoryGroup {
@@ -242,4 +246,9 @@ impl JobGroup for MemoryGroup {
     }
 
     fn publish(&self, _next_offsets: &Offsets) {}
+
+    async fn fence_lanes(&self, lanes: Vec<weir_common::batch::LaneId>) -> Result<(), DriverError> {
+        self.fenced.lock().unwrap().extend(lanes);
+        Ok(())
+    }
 }

@@ -53,6 +53,7 @@ type Verdict = tokio::sync::oneshot::Receiver<Result<(), crate::error::AttachRef
 struct Job {
     store: Arc<MemoryStore>,
     source: Arc<MemorySource>,
+    group: Arc<MemoryGroup>,
     events: mpsc::Sender<Event>,
     status: watch::Receiver<Status>,
     stop: CancellationToken,
@@ -85,13 +86,21 @@ impl Job {
     }
 
     async fn start_with(partitions: &[(i32, i64)], store: Arc<MemoryStore>) -> Job {
-        let config = Arc::new(JobConfig::from_toml_str(CONFIG).unwrap());
+        Job::start_configured(CONFIG, partitions, store).await
+    }
+
+    async fn start_configured(
+        config: &str,
+        partitions: &[(i32, i64)],
+        store: Arc<MemoryStore>,
+    ) -> Job {
+        let config = Arc::new(JobConfig::from_toml_str(config).unwrap());
         let source = Arc::new(MemorySource::default());
         for &(p, end) in partitions {
             source.set(&tp(p), 0, end);
         }
-        let io =
-            JobIo { store: store.clone(), source: source.clone(), group: Arc::new(MemoryGroup) };
+        let group = Arc::new(MemoryGroup::default());
+        let io = JobIo { store: store.clone(), source: source.clone(), group: group.clone() };
         let (status_tx, status) = watch::channel(Status::default());
         let stored = store.load().await.unwrap();
         let metrics = Arc::new(crate::metrics::DriverMetrics::new("j", true));
@@ -102,6 +111,7 @@ impl Job {
         Job {
             store,
             source,
+            group,
             events,
             status,
             stop,
@@ -195,7 +205,7 @@ fn keep_beating(events: mpsc::Sender<Event>, conn: u64) -> JoinHandle<()> {
 /// etcd as an earlier driver left it: both partitions at 0, one lane each, batch 1 recorded.
 fn recorded_batch_one() -> Stored {
     let mut lanes = LaneMap::default();
-    lanes.extend([tp(0), tp(1)].iter());
+    lanes.extend([tp(0), tp(1)].iter(), u32::MAX);
     let offsets = OffsetsCheckpoint {
         next_offsets: [(tp(0), 0), (tp(1), 0)].into_iter().collect(),
         last_committed_batch: None,
@@ -210,6 +220,30 @@ fn recorded_batch_one() -> Stored {
         data_lost: Vec::new(),
     };
     Stored { offsets: Some(offsets), lanes, pending: vec![plan] }
+}
+
+#[tokio::test(start_paused = true)]
+async fn lanes_over_the_limit_are_regrouped_after_the_recorded_batch_and_fenced_first() {
+    let config = CONFIG.replace("topics = [\"t\"]", "topics = [\"t\"]\nlanes = 1");
+    let store = Arc::new(MemoryStore::new(recorded_batch_one()));
+    let mut job = Job::start_configured(&config, &[(0, 20), (1, 20)], store).await;
+    let (conn, mut commands) = job.attach("e1", 4);
+    let first = [next_assign(&mut commands).await, next_assign(&mut commands).await];
+    assert!(
+        first.iter().all(|(task, _)| task.batch == 1 && task.lane <= 1),
+        "replayed as recorded"
+    );
+    assert!(job.group.fenced.lock().unwrap().is_empty(), "nothing moves while batch 1 runs");
+    for (task, _) in &first {
+        job.succeed(conn, *task);
+    }
+    job.committed(1).await;
+    let (task, ranges) = next_assign(&mut commands).await;
+    assert_eq!(*job.group.fenced.lock().unwrap(), [0, 1], "the old lanes are fenced");
+    assert_eq!((task.batch, task.lane), (2, 2), "one new lane, numbered past the old ones");
+    assert_eq!(ranges, [range(0, 7, 20), range(1, 3, 20)]);
+    let lanes = job.store.load().await.unwrap().lanes;
+    assert_eq!((lanes.lane_of(&tp(0)), lanes.lane_of(&tp(1))), (Some(2), Some(2)), "in etcd");
 }
 
 #[tokio::test(start_paused = true)]

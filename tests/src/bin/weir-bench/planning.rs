@@ -1,6 +1,6 @@
 //! `weir-bench planning`: the driver's pure planning step and the size of the etcd values a job
 //! writes, against the partition count. No Kafka or etcd: it calls the planner the driver calls
-//! (`weir_driver::planner`) on a lane map and a lag per partition, and encodes the values the
+//! (`weir_driver::planner`) on a lane map (the default `source.lanes`) and a lag per partition, and encodes the values the
 //! driver writes (`lanes`, `offsets`, a `batches/{id}` record) as it writes them.
 //!
 //! What it leaves out, and the job's round includes: the ListOffsets request to Kafka for every
@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use weir_common::TopicPartition;
 use weir_common::checkpoint::OffsetsCheckpoint;
+use weir_common::config::DEFAULT_LANES;
 use weir_common::lanes::LaneMap;
 use weir_driver::planner::{Budget, PartitionState, plan_batch};
 
@@ -44,7 +45,7 @@ fn row(partitions: usize) -> anyhow::Result<()> {
         })
         .collect();
     let mut lanes = LaneMap::default();
-    lanes.extend(all.iter());
+    lanes.extend(all.iter(), DEFAULT_LANES);
     // Every partition lags by a different amount, 100 to 1,099 records, far into its log.
     let states: BTreeMap<TopicPartition, PartitionState> = all
         .iter()
