@@ -432,7 +432,7 @@ impl<'c, 'r> LaneRead<'c, 'r> {
         *self.stash_bytes += stash_size(&m);
         assigned.stash.push_back(m);
         if *self.stash_bytes > STASH_BYTES && !assigned.paused {
-            let list = partition_list([(&*tp, None)])?;
+            let list = partition_list([(tp, None)])?;
             self.consumer
                 .pause(&list)
                 .map_err(|e| TaskError::kafka(format_args!("cannot pause {tp}"), &e))?;
