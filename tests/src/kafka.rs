@@ -304,6 +304,39 @@ pub enum Isolation {
 }
 
 /// A consumer that never commits, with partition-EOF events on.
+/// Waits until no partition of `topic` has a transaction left to complete: its last stable offset
+/// (what `committed` reads, a `read_committed` client's watermark) has reached its high
+/// watermark. A commit returns once the coordinator decided it; the markers reach the partitions
+/// a moment later, and a reader that stopped at the first end of partition before them would
+/// miss committed records.
+fn wait_for_transaction_markers(
+    brokers: &str,
+    committed: &BaseConsumer,
+    topic: &str,
+    partitions: i32,
+) {
+    let uncommitted = judge_consumer(brokers, Isolation::ReadUncommitted);
+    let timeout = Duration::from_secs(10);
+    let started = Instant::now();
+    let mut open: Vec<i32> = (0..partitions).collect();
+    while !open.is_empty() {
+        open.retain(|&p| {
+            let (_, stable) = committed.fetch_watermarks(topic, p, timeout).expect("LSO");
+            let (_, high) =
+                uncommitted.fetch_watermarks(topic, p, timeout).expect("high watermark");
+            stable < high
+        });
+        if open.is_empty() {
+            break;
+        }
+        assert!(
+            started.elapsed() < DEADLINE,
+            "reading {topic}: partitions {open:?} kept a transaction open for {DEADLINE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 fn judge_consumer(brokers: &str, isolation: Isolation) -> BaseConsumer {
     let level = match isolation {
         Isolation::ReadCommitted => "read_committed",
@@ -352,6 +385,9 @@ pub async fn read_topic_on(
     tokio::task::spawn_blocking(move || {
         let consumer = judge_consumer(&brokers, isolation);
         let partitions = partition_count(&consumer, &topic);
+        if isolation == Isolation::ReadCommitted {
+            wait_for_transaction_markers(&brokers, &consumer, &topic, partitions);
+        }
         let mut assignment = TopicPartitionList::new();
         for p in 0..partitions {
             assignment.add_partition_offset(&topic, p, Offset::Beginning).expect("valid offset");

@@ -5,6 +5,7 @@
 //! target/release/weir-bench [RECORDS]      # default 1,000,000
 //! target/release/weir-bench partitions N [RECORDS]   # identity alone over N partitions
 //! target/release/weir-bench planning           # planning and etcd value sizes; no services
+//! target/release/weir-bench latency            # end-to-end latency alone
 //! target/release/weir-bench plain [N] [RECORDS]   # the plain loops alone (tuning the baseline)
 //! target/release/weir-bench memory [RECORDS]   # executor peak memory; default 5,000,000
 //! ```
@@ -19,6 +20,8 @@
 //!   measured against.
 //! - `small batches`: a steady trickle of 2,000 records/s at 200 ms batches, at-least-once then
 //!   exactly-once: the processing time of each batch, from the driver's log.
+//! - `latency`: 2,000 records/s at 100 ms and 1 s batches, under both guarantees: produce to
+//!   visible for a `read_committed` reader of the output, p50/p90/p99/max.
 //! - `empty batches`: the idle job with `batch_interval = "100ms"`: what a planning round that
 //!   finds nothing costs (the driver's `last_empty_round_us`) and the driver's CPU per round.
 //!
@@ -30,6 +33,8 @@
 mod empty_batches;
 #[path = "weir-bench/identity.rs"]
 mod identity;
+#[path = "weir-bench/latency.rs"]
+mod latency;
 #[path = "weir-bench/memory.rs"]
 mod memory;
 #[path = "weir-bench/plain_copy.rs"]
@@ -54,6 +59,10 @@ async fn main() -> anyhow::Result<()> {
     match args.first().map(String::as_str) {
         Some("memory") => return memory::run(records(args.get(1), 5_000_000)?).await,
         Some("planning") => return planning::run(),
+        Some("latency") => {
+            services::ensure();
+            return latency::run(&Bench::new("bench-latency")?).await;
+        }
         Some("plain") => {
             let partitions: i32 = args.get(1).map_or(Ok(PARTITIONS), |p| p.parse())?;
             let records = records(args.get(2), 1_000_000)?;
@@ -81,6 +90,7 @@ async fn main() -> anyhow::Result<()> {
     );
     let identity = identity::run(&bench, records, PARTITIONS).await?;
     small_batches::run(&bench).await?;
+    latency::run(&bench).await?;
     empty_batches::run(&bench, &identity.config, identity.http_port).await?;
     println!();
     planning::run()
