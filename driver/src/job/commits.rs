@@ -53,8 +53,10 @@ impl JobLoop {
     }
 
     /// Commits every finished batch at the head of the queue, in order. (At-most-once committed
-    /// it before dispatch; a finished batch just leaves.)
-    pub(super) async fn commit_finished(&mut self) -> Result<(), DriverError> {
+    /// it before dispatch; a finished batch just leaves.) Returns whether the last batch it
+    /// committed was cut by the budget: records were left for the next one.
+    pub(super) async fn commit_finished(&mut self) -> Result<bool, DriverError> {
+        let mut backlog_left = false;
         while let Some(batch) = self.scheduler.committable() {
             let id = batch.plan.id;
             if self.guarantee != Guarantee::AtMostOnce {
@@ -78,12 +80,14 @@ impl JobLoop {
                 processing_ms = processing.as_millis() as u64,
                 "Batch committed"
             );
+            let limited = self.limited.remove(&id).unwrap_or(false);
+            backlog_left = limited;
             if let Some(rate) = &mut self.rate {
                 rate.observe(BatchObservation {
                     records: batch.metrics.records_in,
                     processing,
                     scheduling_delay: delay,
-                    limited: self.limited.remove(&id).unwrap_or(false),
+                    limited,
                 });
                 let now = rate.rate();
                 self.status.send_modify(|s| s.rate_records_per_second = now);
@@ -110,6 +114,6 @@ impl JobLoop {
             }
             self.status.send_modify(|s| s.committed(id, &batch, delay, processing, now_ms()));
         }
-        Ok(())
+        Ok(backlog_left)
     }
 }

@@ -230,7 +230,14 @@ impl JobLoop {
                 // Wakes the loop at the deadline even when nothing else happens.
                 _ = sleep_until_some(drain_deadline) => {}
             }
-            self.commit_finished().await?;
+            let backlog_left = self.commit_finished().await?;
+            let may_plan = drain_deadline.is_none() && !self.control.state.holds_planning();
+            if backlog_left && may_plan && self.catches_up() {
+                // The executors would idle until the tick: plan the next batch now, and count
+                // the interval from here.
+                self.plan().await?;
+                plan_tick.reset();
+            }
             self.confirm_stop_when_drained().await?;
             self.dispatch();
             self.let_leaving_executors_go();
@@ -249,6 +256,15 @@ impl JobLoop {
                 }
             }
         }
+    }
+
+    /// Whether a backlog may be drained at the executors' pace: nothing runs, and batches are
+    /// sized by the rate controller (measured by now), not by `max_rate_per_partition`, a rate
+    /// the job must not exceed by planning more often than once an interval.
+    fn catches_up(&self) -> bool {
+        self.scheduler.batches_in_flight() == 0
+            && self.config.source.max_rate_per_partition.is_none()
+            && self.rate.as_ref().is_some_and(|rate| rate.rate().is_some())
     }
 
     /// Reads the operators' requests, then (unless the job is stopped) finds the partitions and

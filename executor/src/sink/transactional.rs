@@ -47,6 +47,8 @@ use crate::metrics::TransactionCounters;
 
 /// `init_transactions` waits while an older owner's transaction is completed or aborted.
 const INIT_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long the metadata request that warms a new lane producer's connection may take.
+const METADATA_TIMEOUT: Duration = Duration::from_secs(5);
 /// Each transaction call (offsets, commit, abort) gets this long before it is retried or given up.
 const CALL_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a transaction call may block in all, its own timeout included.
@@ -108,6 +110,10 @@ impl TransactionalSink {
             &id,
             self.settings.transaction_timeout,
         )?;
+        // A metadata request first: it waits for a broker connection, so the coordinator lookup
+        // of `init_transactions` goes out at once instead of after librdkafka's 500 ms retry
+        // timer (a cold lane's first task took half a second more without it). Best effort.
+        let _ = producer.client().client().fetch_metadata(None, METADATA_TIMEOUT);
         producer.client().init_transactions(INIT_TIMEOUT).map_err(|e| {
             TaskError::kafka(
                 format_args!("init_transactions for {id} on {}", self.settings.brokers),

@@ -577,3 +577,31 @@ async fn a_task_that_reads_nothing_for_the_stall_timeout_is_cancelled_and_runs_e
     beating_1.abort();
     beating_2.abort();
 }
+
+/// A batch the budget cut commits while nothing else runs: the next batch is planned at once,
+/// not at the next tick, so a backlog drains at the executors' pace. With
+/// `max_rate_per_partition` (a rate), the tick waits.
+#[tokio::test(start_paused = true)]
+async fn a_backlog_is_planned_at_the_executors_pace_unless_a_rate_is_set() {
+    for (limit, catches_up) in [("max_records_per_batch = 10", true), ("max_rate_per_partition = 1", false)] {
+        let config = CONFIG
+            .replace("batch_interval = \"100ms\"", "batch_interval = \"10s\"")
+            .replace("topics = [\"t\"]", &format!("topics = [\"t\"]\n{limit}"));
+        let store = Arc::new(MemoryStore::new(Stored::default()));
+        let mut job = Job::start_configured(&config, &[(0, 1_000)], store).await;
+        let (conn, mut commands) = job.attach("e1", 4);
+        let beating = keep_beating(job.events.clone(), conn);
+        let (first, ranges) = next_assign(&mut commands).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let records_in = ranges.iter().map(OffsetRange::max_records).sum();
+        let metrics = TaskMetrics { records_in, ..TaskMetrics::default() };
+        job.report(conn, super::ExecutorEvent::Succeeded { task: first, metrics });
+        let committed_at = Instant::now();
+        job.committed(1).await;
+        let (second, _) = next_assign(&mut commands).await;
+        assert_eq!(second.batch, 2);
+        let waited = committed_at.elapsed();
+        assert_eq!(waited < Duration::from_secs(1), catches_up, "{limit}: waited {waited:?}");
+        beating.abort();
+    }
+}
