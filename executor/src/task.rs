@@ -115,6 +115,9 @@ pub fn run_task(
 ) -> Result<TaskMetrics, TaskError> {
     let started = Instant::now();
     let mut metrics = TaskMetrics::default();
+    // The consumer connects and fetches while the sink begins (a new lane producer's
+    // init_transactions takes a round trip or two).
+    ctx.consumers.prepare(task.lane, ranges);
     let (mut output, resumed) = match ctx.sink.begin(task, ranges)? {
         Begun::Write(output) => (output, None),
         Begun::Resume(output, from) => (output, Some(resume_ranges(ranges, &from))),

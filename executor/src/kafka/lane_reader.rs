@@ -88,6 +88,49 @@ struct LaneConsumer {
 }
 
 impl LaneConsumer {
+    /// Makes the consumer deliver each range's partition from the range's start: as it stands
+    /// when every partition is assigned and stands there (paused ones are resumed), assigned
+    /// afresh at the ranges' starts otherwise. Returns whether it was assigned afresh.
+    fn position_at(&mut self, ranges: &[&OffsetRange]) -> Result<bool, TaskError> {
+        let lane = self;
+        let resumable = ranges.iter().all(|r| {
+            lane.assigned.get(r.topic_partition()).and_then(|a| a.position) == Some(r.from())
+        });
+        if resumable {
+            let paused: Vec<&TopicPartition> = ranges
+                .iter()
+                .map(|r| r.topic_partition())
+                .filter(|tp| lane.assigned[*tp].paused)
+                .collect();
+            if !paused.is_empty() {
+                let list = partition_list(paused.iter().map(|&tp| (tp, None)))?;
+                lane.consumer.resume(&list).map_err(|e| {
+                    TaskError::kafka(format_args!("cannot resume {}", names(ranges)), &e)
+                })?;
+                for tp in paused {
+                    lane.assigned.get_mut(tp).expect("assigned").paused = false;
+                }
+            }
+        } else {
+            // Paused partitions stay paused across an assign: resume them first.
+            let paused: Vec<&TopicPartition> =
+                lane.assigned.iter().filter(|(_, a)| a.paused).map(|(tp, _)| tp).collect();
+            if !paused.is_empty() {
+                let _ =
+                    lane.consumer.resume(&partition_list(paused.into_iter().map(|tp| (tp, None)))?);
+            }
+            let list =
+                partition_list(ranges.iter().map(|r| (r.topic_partition(), Some(r.from()))))?;
+            lane.consumer.assign(&list).map_err(|e| {
+                TaskError::kafka(format_args!("cannot assign {}", names(ranges)), &e)
+            })?;
+            let at = |r: &OffsetRange| Assigned { position: Some(r.from()), ..Assigned::default() };
+            lane.assigned = ranges.iter().map(|r| (r.topic_partition().clone(), at(r))).collect();
+            lane.stash_bytes = 0;
+        }
+        Ok(!resumable)
+    }
+
     /// Forgets where the consumer stands: the next task re-assigns.
     fn forget_positions(&mut self) {
         for a in self.assigned.values_mut() {
@@ -151,6 +194,23 @@ impl ConsumerCache {
         result
     }
 
+    /// Positions the lane's consumer for `ranges` without reading, so it connects and fetches
+    /// while the task does its other set-up (a new lane producer's `init_transactions`). Best
+    /// effort: [`ConsumerCache::read`] positions it again if needed.
+    pub fn prepare(&self, lane: LaneId, ranges: &[OffsetRange]) {
+        let ranges: Vec<&OffsetRange> = ranges.iter().filter(|r| !r.is_empty()).collect();
+        if ranges.is_empty() {
+            return;
+        }
+        let Ok(mut lane_consumer) = self.checkout(lane) else { return };
+        if let Err(e) = lane_consumer.position_at(&ranges) {
+            tracing::debug!(lane, error = %e, "Could not position the lane's consumer ahead");
+            lane_consumer.forget_positions();
+        }
+        lane_consumer.last_used = Instant::now();
+        self.idle.lock().expect("consumer cache").insert(lane, lane_consumer);
+    }
+
     fn checkout(&self, lane: LaneId) -> Result<LaneConsumer, TaskError> {
         let mut idle = self.idle.lock().expect("consumer cache");
         idle.retain(|_, c| c.last_used.elapsed() < IDLE_CONSUMER);
@@ -204,41 +264,7 @@ impl<'c, 'r> LaneRead<'c, 'r> {
         ranges: &[&'r OffsetRange],
         on_data_loss: OnDataLoss,
     ) -> Result<Self, TaskError> {
-        let resumable = ranges.iter().all(|r| {
-            lane.assigned.get(r.topic_partition()).and_then(|a| a.position) == Some(r.from())
-        });
-        if resumable {
-            let paused: Vec<&TopicPartition> = ranges
-                .iter()
-                .map(|r| r.topic_partition())
-                .filter(|tp| lane.assigned[*tp].paused)
-                .collect();
-            if !paused.is_empty() {
-                let list = partition_list(paused.iter().map(|&tp| (tp, None)))?;
-                lane.consumer.resume(&list).map_err(|e| {
-                    TaskError::kafka(format_args!("cannot resume {}", names(ranges)), &e)
-                })?;
-                for tp in paused {
-                    lane.assigned.get_mut(tp).expect("assigned").paused = false;
-                }
-            }
-        } else {
-            // Paused partitions stay paused across an assign: resume them first.
-            let paused: Vec<&TopicPartition> =
-                lane.assigned.iter().filter(|(_, a)| a.paused).map(|(tp, _)| tp).collect();
-            if !paused.is_empty() {
-                let _ =
-                    lane.consumer.resume(&partition_list(paused.into_iter().map(|tp| (tp, None)))?);
-            }
-            let list =
-                partition_list(ranges.iter().map(|r| (r.topic_partition(), Some(r.from()))))?;
-            lane.consumer.assign(&list).map_err(|e| {
-                TaskError::kafka(format_args!("cannot assign {}", names(ranges)), &e)
-            })?;
-            lane.assigned =
-                ranges.iter().map(|r| (r.topic_partition().clone(), Assigned::default())).collect();
-            lane.stash_bytes = 0;
-        }
+        let resumable = !lane.position_at(ranges)?;
         let mut by_partition: HashMap<i32, Vec<usize>> = HashMap::new();
         let readings: Vec<Reading<'r>> = ranges
             .iter()

@@ -583,7 +583,9 @@ async fn a_task_that_reads_nothing_for_the_stall_timeout_is_cancelled_and_runs_e
 /// `max_rate_per_partition` (a rate), the tick waits.
 #[tokio::test(start_paused = true)]
 async fn a_backlog_is_planned_at_the_executors_pace_unless_a_rate_is_set() {
-    for (limit, catches_up) in [("max_records_per_batch = 10", true), ("max_rate_per_partition = 1", false)] {
+    for (limit, catches_up) in
+        [("max_records_per_batch = 10", true), ("max_rate_per_partition = 1", false)]
+    {
         let config = CONFIG
             .replace("batch_interval = \"100ms\"", "batch_interval = \"10s\"")
             .replace("topics = [\"t\"]", &format!("topics = [\"t\"]\n{limit}"));
