@@ -68,7 +68,7 @@ pub async fn show(ctl: &Ctl) -> Result<(), CtlError> {
         "generation": snap.generation,
         "last_committed_batch": snap.last_committed(),
         "batches_pending": snap.pending().count(),
-        "lanes": snap.lanes.len(),
+        "lanes": snap.lanes.lane_count(),
         "partitions": rows,
         "total_lag": log_ends.as_ref().map(|_| rows.iter().filter_map(|r| r["lag"].as_i64()).sum::<i64>()),
         "executors": live.as_ref().map(|s| s["executors"].clone()),
@@ -148,7 +148,7 @@ fn render(snap: &Snapshot, doc: &Value) -> String {
             snap.pending().count()
         ),
     );
-    line("Lanes", snap.lanes.len().to_string());
+    line("Lanes", snap.lanes.lane_count().to_string());
     match doc["executors"].as_array() {
         Some(executors) => {
             line("Executors", format!("{} attached", executors.len()));
