@@ -14,7 +14,8 @@
 //!   driver and two executors (the release binaries next to this one) copy them to an output
 //!   topic; timed from starting the processes until etcd holds every offset as committed. Run
 //!   twice: at-least-once (idempotent producer), then exactly-once (a transaction per task),
-//!   with the executors' peak threads, open files and resident memory.
+//!   with the executors' peak threads, open files and resident memory. Then again with 200,000
+//!   records over 1,000 partitions (its topics deleted afterwards).
 //! - `plain loop`: the same records copied by one consumer and one producer tuned as Weir's,
 //!   idempotent, then with a transaction every 100k records: the baseline Weir's overhead is
 //!   measured against.
@@ -52,6 +53,9 @@ use weir_tests::services;
 use shared::Bench;
 
 const PARTITIONS: i32 = 8;
+/// The second identity run: what the partition count costs.
+const MANY_PARTITIONS: i32 = 1_000;
+const MANY_RECORDS: u64 = 200_000;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -77,6 +81,7 @@ async fn main() -> anyhow::Result<()> {
             let bench = Bench::new("bench-partitions")?;
             println!("weir-bench: logs in {}", bench.logs.display());
             identity::run(&bench, records, partitions).await?;
+            identity::delete_topics(&bench, partitions).await;
             return Ok(());
         }
         _ => {}
@@ -89,6 +94,9 @@ async fn main() -> anyhow::Result<()> {
         bench.logs.display()
     );
     let identity = identity::run(&bench, records, PARTITIONS).await?;
+    println!();
+    identity::run(&bench, MANY_RECORDS, MANY_PARTITIONS).await?;
+    identity::delete_topics(&bench, MANY_PARTITIONS).await;
     small_batches::run(&bench).await?;
     latency::run(&bench).await?;
     empty_batches::run(&bench, &identity.config, identity.http_port).await?;

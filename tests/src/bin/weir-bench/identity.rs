@@ -118,6 +118,20 @@ pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result
     Ok(runs.swap_remove(0))
 }
 
+/// Deletes the topics [`run`] made for `partitions` partitions: a broker with a small heap does
+/// not keep many topics of a thousand partitions (the local one ran out of its 512 MiB after
+/// three such runs).
+pub async fn delete_topics(bench: &Bench, partitions: i32) {
+    let input = bench.names.topic(&format!("in-{partitions}"));
+    let mut topics: Vec<String> =
+        ["at-least-once", "exactly-once"].iter().map(|g| format!("{input}-{g}-out")).collect();
+    topics.extend((0..2).map(|i| bench.names.topic(&format!("plain-{i}-{partitions}"))));
+    topics.push(input);
+    for topic in &topics {
+        kafka::delete_topic(topic).await;
+    }
+}
+
 /// The plain loop over `input`, idempotent then transactional, each into a topic of its own:
 /// how long each took and what a `read_committed` reader finds in its output.
 async fn plain_loops(
@@ -175,8 +189,11 @@ async fn identity(
 ) -> anyhow::Result<IdentityRun> {
     let output = format!("{input}-{guarantee}-out");
     kafka::create_topic(&output, partitions).await;
-    let name = format!("{}-{guarantee}", bench.names.job);
-    let mut job = BenchJob::new(bench, guarantee, name, input, &output, guarantee)?;
+    // Each run a job, a config and a log directory of its own: the bench runs identity over 8
+    // and over 1,000 partitions, and the idle-job step restarts the 8-partition one.
+    let name = format!("{}-{partitions}p-{guarantee}", bench.names.job);
+    let run = format!("{partitions}p-{guarantee}");
+    let mut job = BenchJob::new(bench, &run, name, input, &output, guarantee)?;
     let started = Instant::now();
     job.start_driver("1s");
     let executors: Vec<u32> = ["ex-1", "ex-2"].map(|id| job.start_executor(id)).into();
