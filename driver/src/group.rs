@@ -17,18 +17,18 @@ use rdkafka::client::DefaultClientContext;
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer};
 use rdkafka::error::KafkaError;
 use rdkafka::producer::{BaseProducer, Producer};
-use rdkafka::{ClientConfig, Offset, TopicPartitionList};
+use rdkafka::{Offset, TopicPartitionList};
 use tracing::warn;
 use weir_common::TopicPartition;
 use weir_common::batch::LaneId;
-use weir_common::config::{Guarantee, JobConfig, SinkKind, SourceConfig, secrets};
+use weir_common::config::{Guarantee, JobConfig, SinkKind, SourceConfig};
 use weir_common::failure::code_failure;
 use weir_common::kafka_refusal::RefusalWatch;
 use weir_common::lanes::LaneMap;
 
 use crate::error::DriverError;
 use crate::io::{JobGroup, Offsets, blocking};
-use crate::source::{client_config, or_refused};
+use crate::source::{client_config, client_config_on, or_refused};
 
 const KAFKA_TIMEOUT: Duration = Duration::from_secs(10);
 /// `init_transactions` waits while the broker completes or aborts the fenced producer's open
@@ -63,7 +63,6 @@ pub fn group_name(job: &str) -> String {
 
 impl KafkaGroup {
     pub fn new(config: &JobConfig) -> Result<Self, DriverError> {
-        let group = Self::for_job(&config.job.name, &config.source)?;
         let transactional =
             config.sink.kind == SinkKind::Kafka && config.sink.guarantee == Guarantee::ExactlyOnce;
         let transactions = transactional.then(|| Transactions {
@@ -71,13 +70,19 @@ impl KafkaGroup {
             brokers: config.sink.brokers(&config.source).to_owned(),
             properties: config.sink.kafka.clone(),
         });
-        let Client { consumer, name, brokers, .. } =
-            Arc::into_inner(group.0).expect("a new group has one owner");
-        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers, transactions })))
+        Self::build(&config.job.name, &config.source, transactions)
     }
 
     /// The group of job `job` on the source cluster `source`.
     pub fn for_job(job: &str, source: &SourceConfig) -> Result<Self, DriverError> {
+        Self::build(job, source, None)
+    }
+
+    fn build(
+        job: &str,
+        source: &SourceConfig,
+        transactions: Option<Transactions>,
+    ) -> Result<Self, DriverError> {
         let name = group_name(job);
         let consumer = client_config(source)
             .set("group.id", &name)
@@ -89,7 +94,7 @@ impl KafkaGroup {
                 DriverError::kafka(&source.brokers, context, &e)
             })?;
         let brokers = source.brokers.clone();
-        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers, transactions: None })))
+        Ok(KafkaGroup(Arc::new(Client { consumer, name, brokers, transactions })))
     }
 
     /// Sets the group's offsets to `offsets` and waits for the broker's answer (an operator's
@@ -173,12 +178,7 @@ impl Transactions {
 
     fn fence_one(&self, lane: LaneId) -> Result<(), DriverError> {
         let id = LaneMap::transactional_id(&self.job, lane);
-        let mut config = ClientConfig::new();
-        for (k, v) in secrets::resolved(&self.properties) {
-            config.set(k, v);
-        }
-        let producer: BaseProducer = config
-            .set("bootstrap.servers", &self.brokers)
+        let producer: BaseProducer = client_config_on(&self.brokers, &self.properties)
             .set("transactional.id", &id)
             .create()
             .map_err(|e| {

@@ -36,11 +36,17 @@ struct Client {
 /// A client for the source cluster: the `[source.kafka]` properties and the brokers. Callers set
 /// what their use needs on top.
 pub fn client_config(config: &SourceConfig) -> ClientConfig {
+    client_config_on(&config.brokers, &config.kafka)
+}
+
+/// A client for the cluster at `brokers` with librdkafka `properties` (secret references
+/// resolved here).
+pub fn client_config_on(brokers: &str, properties: &BTreeMap<String, String>) -> ClientConfig {
     let mut client = ClientConfig::new();
-    for (k, v) in secrets::resolved(&config.kafka) {
+    for (k, v) in secrets::resolved(properties) {
         client.set(k, v);
     }
-    client.set("bootstrap.servers", &config.brokers);
+    client.set("bootstrap.servers", brokers);
     client
 }
 

@@ -92,43 +92,29 @@ impl LaneConsumer {
     /// when every partition is assigned and stands there (paused ones are resumed), assigned
     /// afresh at the ranges' starts otherwise. Returns whether it was assigned afresh.
     fn position_at(&mut self, ranges: &[&OffsetRange]) -> Result<bool, TaskError> {
-        let lane = self;
         let resumable = ranges.iter().all(|r| {
-            lane.assigned.get(r.topic_partition()).and_then(|a| a.position) == Some(r.from())
+            self.assigned.get(r.topic_partition()).and_then(|a| a.position) == Some(r.from())
         });
-        if resumable {
-            let paused: Vec<&TopicPartition> = ranges
-                .iter()
-                .map(|r| r.topic_partition())
-                .filter(|tp| lane.assigned[*tp].paused)
-                .collect();
-            if !paused.is_empty() {
-                let list = partition_list(paused.iter().map(|&tp| (tp, None)))?;
-                lane.consumer.resume(&list).map_err(|e| {
-                    TaskError::kafka(format_args!("cannot resume {}", names(ranges)), &e)
-                })?;
-                for tp in paused {
-                    lane.assigned.get_mut(tp).expect("assigned").paused = false;
-                }
-            }
-        } else {
-            // Paused partitions stay paused across an assign: resume them first.
-            let paused: Vec<&TopicPartition> =
-                lane.assigned.iter().filter(|(_, a)| a.paused).map(|(tp, _)| tp).collect();
-            if !paused.is_empty() {
-                let _ =
-                    lane.consumer.resume(&partition_list(paused.into_iter().map(|tp| (tp, None)))?);
-            }
-            let list =
-                partition_list(ranges.iter().map(|r| (r.topic_partition(), Some(r.from()))))?;
-            lane.consumer.assign(&list).map_err(|e| {
-                TaskError::kafka(format_args!("cannot assign {}", names(ranges)), &e)
-            })?;
-            let at = |r: &OffsetRange| Assigned { position: Some(r.from()), ..Assigned::default() };
-            lane.assigned = ranges.iter().map(|r| (r.topic_partition().clone(), at(r))).collect();
-            lane.stash_bytes = 0;
+        if !resumable {
+            let at = ranges.iter().map(|r| (r.topic_partition(), r.from()));
+            assign_afresh(&self.consumer, &mut self.assigned, &mut self.stash_bytes, at)?;
+            return Ok(true);
         }
-        Ok(!resumable)
+        let paused: Vec<&TopicPartition> = ranges
+            .iter()
+            .map(|r| r.topic_partition())
+            .filter(|tp| self.assigned[*tp].paused)
+            .collect();
+        if !paused.is_empty() {
+            let list = partition_list(paused.iter().map(|&tp| (tp, None)))?;
+            self.consumer.resume(&list).map_err(|e| {
+                TaskError::kafka(format_args!("cannot resume {}", names(ranges)), &e)
+            })?;
+            for tp in paused {
+                self.assigned.get_mut(tp).expect("assigned").paused = false;
+            }
+        }
+        Ok(false)
     }
 
     /// Forgets where the consumer stands: the next task re-assigns.
@@ -189,8 +175,7 @@ impl ConsumerCache {
         if result.is_err() {
             lane_consumer.forget_positions();
         }
-        lane_consumer.last_used = Instant::now();
-        self.idle.lock().expect("consumer cache").insert(lane, lane_consumer);
+        self.check_in(lane, lane_consumer);
         result
     }
 
@@ -207,6 +192,10 @@ impl ConsumerCache {
             tracing::debug!(lane, error = %e, "Could not position the lane's consumer ahead");
             lane_consumer.forget_positions();
         }
+        self.check_in(lane, lane_consumer);
+    }
+
+    fn check_in(&self, lane: LaneId, mut lane_consumer: LaneConsumer) {
         lane_consumer.last_used = Instant::now();
         self.idle.lock().expect("consumer cache").insert(lane, lane_consumer);
     }
@@ -319,22 +308,15 @@ impl<'c, 'r> LaneRead<'c, 'r> {
             self.hand_out_stash(i, on_record)?;
         }
         let mut last_progress = Instant::now();
+        // Whether a range may hold an unproven end-of-partition event: only then are the ranges
+        // scanned for one (a scan per record would cost a lane of many partitions dearly).
+        let mut waiting_on_eof = false;
         while self.left > 0 {
             if cancel.load(Ordering::Relaxed) {
                 return Err(TaskError::transient("cancelled"));
             }
-            let mut waiting_on_eof = false;
-            for i in 0..self.ranges.len() {
-                let r = &self.ranges[i];
-                match r.unproven_eof {
-                    Some(at) if at.elapsed() >= STALE_EOF_GRACE => {
-                        // Nothing followed it: the range may end in a gap. Only a seek proves it.
-                        let position = r.position;
-                        self.seek(i, position)?;
-                    }
-                    Some(_) => waiting_on_eof = true,
-                    None => {}
-                }
+            if waiting_on_eof {
+                waiting_on_eof = self.answer_stale_eofs()?;
             }
             let wait = if waiting_on_eof { POLL / 5 } else { POLL };
             let consumer = self.consumer;
@@ -386,6 +368,7 @@ impl<'c, 'r> LaneRead<'c, 'r> {
                             self.finish(i);
                         } else {
                             r.unproven_eof.get_or_insert_with(Instant::now);
+                            waiting_on_eof = true;
                         }
                     }
                 }
@@ -393,6 +376,25 @@ impl<'c, 'r> LaneRead<'c, 'r> {
             }
         }
         Ok(self.lost)
+    }
+
+    /// Seeks each range whose unproven end-of-partition event has had STALE_EOF_GRACE without
+    /// records following: the range may end in a gap, and only a seek proves it. Returns whether
+    /// an event is still within its grace.
+    fn answer_stale_eofs(&mut self) -> Result<bool, TaskError> {
+        let mut waiting = false;
+        for i in 0..self.ranges.len() {
+            let r = &self.ranges[i];
+            match r.unproven_eof {
+                Some(at) if at.elapsed() >= STALE_EOF_GRACE => {
+                    let position = r.position;
+                    self.seek(i, position)?;
+                }
+                Some(_) => waiting = true,
+                None => {}
+            }
+        }
+        Ok(waiting)
     }
 
     /// Hands out the records range `i`'s partition kept from earlier reads, up to `until`.
@@ -488,26 +490,10 @@ impl<'c, 'r> LaneRead<'c, 'r> {
     /// Assigns the task's partitions afresh: each range not done at its position, each one done
     /// at its `until` (what the partitions kept is dropped, as are partitions not in the task).
     fn reassign(&mut self) -> Result<(), TaskError> {
-        let paused: Vec<&TopicPartition> =
-            self.assigned.iter().filter(|(_, a)| a.paused).map(|(tp, _)| tp).collect();
-        if !paused.is_empty() {
-            let _ = self.consumer.resume(&partition_list(paused.into_iter().map(|tp| (tp, None)))?);
-        }
-        let at = |r: &Reading<'_>| if r.done { r.range.until() } else { r.position };
-        let list =
-            partition_list(self.ranges.iter().map(|r| (r.range.topic_partition(), Some(at(r)))))?;
-        self.consumer
-            .assign(&list)
-            .map_err(|e| TaskError::kafka("cannot re-assign the lane's partitions", &e))?;
-        *self.assigned = self
-            .ranges
-            .iter()
-            .map(|r| {
-                let position = r.done.then(|| r.range.until());
-                (r.range.topic_partition().clone(), Assigned { position, ..Assigned::default() })
-            })
-            .collect();
-        *self.stash_bytes = 0;
+        let at = self.ranges.iter().map(|r| {
+            (r.range.topic_partition(), if r.done { r.range.until() } else { r.position })
+        });
+        assign_afresh(self.consumer, self.assigned, self.stash_bytes, at)?;
         for r in self.ranges.iter_mut().filter(|r| !r.done) {
             r.seeked = true;
             r.unproven_eof = None;
@@ -625,6 +611,34 @@ pub fn record_of<M: Message>(m: &M) -> Record<'_> {
         headers,
         timestamp_ms: m.timestamp().to_millis(),
     }
+}
+
+/// Assigns the consumer exactly the partitions `at` names, each to deliver from its offset;
+/// what the lane kept (stashes, paused states) is dropped. Paused partitions stay paused across
+/// an assign, so they are resumed first.
+fn assign_afresh<'a>(
+    consumer: &BaseConsumer<ReaderContext>,
+    assigned: &mut HashMap<TopicPartition, Assigned>,
+    stash_bytes: &mut usize,
+    at: impl Iterator<Item = (&'a TopicPartition, i64)> + Clone,
+) -> Result<(), TaskError> {
+    let paused = assigned.iter().filter(|(_, a)| a.paused).map(|(tp, _)| (tp, None));
+    let paused = partition_list(paused)?;
+    if paused.count() > 0 {
+        let _ = consumer.resume(&paused);
+    }
+    let list = partition_list(at.clone().map(|(tp, offset)| (tp, Some(offset))))?;
+    consumer.assign(&list).map_err(|e| {
+        let names: Vec<String> = at.clone().map(|(tp, _)| tp.to_string()).collect();
+        TaskError::kafka(format_args!("cannot assign {}", names.join(", ")), &e)
+    })?;
+    *assigned = at
+        .map(|(tp, offset)| {
+            (tp.clone(), Assigned { position: Some(offset), ..Assigned::default() })
+        })
+        .collect();
+    *stash_bytes = 0;
+    Ok(())
 }
 
 fn partition_list<'a>(

@@ -33,6 +33,7 @@ use tracing::{debug, info, warn};
 use weir_common::batch::LaneId;
 use weir_common::config::Partitioning;
 use weir_common::failure::kafka_failure;
+use weir_common::lanes::LaneMap;
 use weir_common::protocol::TaskId;
 use weir_common::{OffsetRange, Record, TopicPartition};
 
@@ -90,16 +91,12 @@ impl TransactionalSink {
         TransactionalSink { settings, lanes: Mutex::new(HashMap::new()) }
     }
 
-    pub fn transactional_id(job: &str, lane: LaneId) -> String {
-        weir_common::lanes::LaneMap::transactional_id(job, lane)
-    }
-
     /// The lane's producer, initialised (fencing older owners) when this executor has none.
     fn lane_producer(&self, lane: LaneId) -> Result<SharedProducer, TaskError> {
         if let Some(known) = self.lanes.lock().expect("lanes").get(&lane) {
             return Ok(known.producer.clone());
         }
-        let id = Self::transactional_id(&self.settings.job, lane);
+        let id = LaneMap::transactional_id(&self.settings.job, lane);
         let mut config = self.settings.producer_config.clone();
         let gates = [Some(&self.settings.output_gate), self.settings.dead_letter_gate.as_ref()];
         let gates: Vec<&TopicGate> = gates.into_iter().flatten().map(Arc::as_ref).collect();
@@ -110,10 +107,12 @@ impl TransactionalSink {
             &id,
             self.settings.transaction_timeout,
         )?;
-        // A metadata request first: it waits for a broker connection, so the coordinator lookup
-        // of `init_transactions` goes out at once instead of after librdkafka's 500 ms retry
-        // timer (a cold lane's first task took half a second more without it). Best effort.
-        let _ = producer.client().client().fetch_metadata(None, METADATA_TIMEOUT);
+        // A metadata request first (of the output topic alone: a cluster may hold thousands): it
+        // waits for a broker connection, so the coordinator lookup of `init_transactions` goes
+        // out at once instead of after librdkafka's 500 ms retry timer (a cold lane's first task
+        // took half a second more without it). Best effort.
+        let topic = Some(self.settings.topic.as_str());
+        let _ = producer.client().client().fetch_metadata(topic, METADATA_TIMEOUT);
         producer.client().init_transactions(INIT_TIMEOUT).map_err(|e| {
             TaskError::kafka(
                 format_args!("init_transactions for {id} on {}", self.settings.brokers),
@@ -170,7 +169,7 @@ impl TransactionalSink {
     fn failed(&self, output: &mut TransactionOutput<'_>, what: &str, e: KafkaError) -> TaskError {
         let message = format!(
             "{what} for {} (lane {}): {e}",
-            Self::transactional_id(&self.settings.job, output.lane),
+            LaneMap::transactional_id(&self.settings.job, output.lane),
             output.lane
         );
         match Failure::of(&e) {

@@ -31,14 +31,14 @@ pub struct IdentityRun {
 /// Produces `records` demo events over `partitions` partitions, copies them through Weir under
 /// each guarantee and with the plain loop, and prints the table. Returns the at-least-once run.
 pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result<IdentityRun> {
-    let input = bench.names.topic(&format!("in-{partitions}"));
+    let input = input_topic(bench, partitions);
     kafka::create_topic(&input, partitions).await;
     let produced = bench.run_tool(&["produce", &input, &records.to_string(), "--events"])?;
     println!("{}", produced.trim());
 
     // a. identity through Weir, at-least-once then exactly-once, each into its own topic.
     let mut runs = Vec::new();
-    for guarantee in ["at-least-once", "exactly-once"] {
+    for guarantee in GUARANTEES {
         runs.push(identity(bench, &input, partitions, records, guarantee).await?);
     }
     let bytes = runs[0].bytes;
@@ -118,14 +118,30 @@ pub async fn run(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result
     Ok(runs.swap_remove(0))
 }
 
+const GUARANTEES: [&str; 2] = ["at-least-once", "exactly-once"];
+const PLAIN_MODES: [PlainMode; 2] = [PlainMode::Idempotent, PlainMode::Transactional(100_000)];
+
+/// The topics [`run`] makes: the input, Weir's output per guarantee, the plain loops' outputs.
+fn input_topic(bench: &Bench, partitions: i32) -> String {
+    bench.names.topic(&format!("in-{partitions}"))
+}
+
+fn output_topic(input: &str, guarantee: &str) -> String {
+    format!("{input}-{guarantee}-out")
+}
+
+/// The output of the plain loop `PLAIN_MODES[index]`.
+fn plain_topic(bench: &Bench, index: usize, partitions: i32) -> String {
+    bench.names.topic(&format!("plain-{index}-{partitions}"))
+}
+
 /// Deletes the topics [`run`] made for `partitions` partitions: a broker with a small heap does
 /// not keep many topics of a thousand partitions (the local one ran out of its 512 MiB after
 /// three such runs).
 pub async fn delete_topics(bench: &Bench, partitions: i32) {
-    let input = bench.names.topic(&format!("in-{partitions}"));
-    let mut topics: Vec<String> =
-        ["at-least-once", "exactly-once"].iter().map(|g| format!("{input}-{g}-out")).collect();
-    topics.extend((0..2).map(|i| bench.names.topic(&format!("plain-{i}-{partitions}"))));
+    let input = input_topic(bench, partitions);
+    let mut topics: Vec<String> = GUARANTEES.iter().map(|g| output_topic(&input, g)).collect();
+    topics.extend((0..PLAIN_MODES.len()).map(|index| plain_topic(bench, index, partitions)));
     topics.push(input);
     for topic in &topics {
         kafka::delete_topic(topic).await;
@@ -141,8 +157,8 @@ async fn plain_loops(
     records: u64,
 ) -> anyhow::Result<Vec<(PlainMode, anyhow::Result<Duration>, usize)>> {
     let mut plain = Vec::new();
-    for mode in [PlainMode::Idempotent, PlainMode::Transactional(100_000)] {
-        let output = bench.names.topic(&format!("plain-{}-{}", plain.len(), partitions));
+    for (index, mode) in PLAIN_MODES.into_iter().enumerate() {
+        let output = plain_topic(bench, index, partitions);
         kafka::create_topic(&output, partitions).await;
         // A loop that fails is a row of the table (saying why), not the end of the run.
         let took = tokio::task::spawn_blocking({
@@ -158,7 +174,7 @@ async fn plain_loops(
 
 /// `weir-bench plain`: the plain loops alone over `records` fresh demo events.
 pub async fn plain_only(bench: &Bench, records: u64, partitions: i32) -> anyhow::Result<()> {
-    let input = bench.names.topic(&format!("in-{partitions}"));
+    let input = input_topic(bench, partitions);
     kafka::create_topic(&input, partitions).await;
     bench.run_tool(&["produce", &input, &records.to_string(), "--events"])?;
     println!(
@@ -187,7 +203,7 @@ async fn identity(
     records: u64,
     guarantee: &'static str,
 ) -> anyhow::Result<IdentityRun> {
-    let output = format!("{input}-{guarantee}-out");
+    let output = output_topic(input, guarantee);
     kafka::create_topic(&output, partitions).await;
     // Each run a job, a config and a log directory of its own: the bench runs identity over 8
     // and over 1,000 partitions, and the idle-job step restarts the 8-partition one.

@@ -4,7 +4,7 @@
 //! record's timestamp (set by the producer when it sends; the job copies it to the output). The
 //! first seconds (the processes starting, lane producers initialising) are left out.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rdkafka::consumer::{BaseConsumer, Consumer};
@@ -60,16 +60,9 @@ fn now_ms() -> i64 {
 
 /// The latency (ms) of each record produced after the warm-up.
 async fn latencies(bench: &Bench, interval: &str, guarantee: &str) -> anyhow::Result<Vec<i64>> {
-    let name = format!("{}-latency-{interval}-{guarantee}", bench.names.job);
-    let (input, output) = (format!("{name}.in"), format!("{name}.out"));
-    kafka::create_topic(&input, PARTITIONS).await;
-    kafka::create_topic(&output, PARTITIONS).await;
     let run = format!("latency-{interval}-{guarantee}");
-    let mut job = BenchJob::new(bench, &run, name, &input, &output, guarantee)?;
-    job.start_driver(interval);
-    for id in ["ex-1", "ex-2"] {
-        job.start_executor(id);
-    }
+    let (mut job, output) = BenchJob::start_fresh(bench, &run, guarantee, interval).await?;
+    let input = job.input.clone();
     let total = RATE * (WARM_UP + MEASURED).as_secs();
     let measured_from = now_ms() + WARM_UP.as_millis() as i64;
     let reader = tokio::task::spawn_blocking(move || read_latencies(&output, total, measured_from));
@@ -101,14 +94,14 @@ fn read_latencies(output: &str, total: u64, measured_from: i64) -> anyhow::Resul
         assignment.add_partition_offset(output, p, Offset::Beginning)?;
     }
     consumer.assign(&assignment)?;
-    let mut seen: BTreeMap<(i32, i64), ()> = BTreeMap::new();
+    let mut seen: BTreeSet<(i32, i64)> = BTreeSet::new();
     let mut latencies = Vec::new();
     let deadline = Instant::now() + WARM_UP + MEASURED + Duration::from_secs(60);
     while (seen.len() as u64) < total && Instant::now() < deadline {
         let Some(message) = consumer.poll(Duration::from_millis(50)) else { continue };
         let m = message?;
         let arrived = now_ms();
-        if seen.insert((m.partition(), m.offset()), ()).is_some() {
+        if !seen.insert((m.partition(), m.offset())) {
             continue;
         }
         if let Some(sent) = m.timestamp().to_millis().filter(|&t| t >= measured_from) {

@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail, ensure};
 use weir_tests::job::{EtcdProgress, JobConfig, executor_command, free_port};
+use weir_tests::kafka;
 use weir_tests::names::TestNames;
 use weir_tests::supervisor::Supervisor;
 
@@ -109,6 +110,27 @@ impl BenchJob {
             bin_dir: bench.bin_dir.clone(),
             executors: Vec::new(),
         })
+    }
+
+    /// A job named `{bench}-{run}` over fresh topics `{name}.in` and `{name}.out` (8 partitions
+    /// each), its driver at `interval` and two executors started. Returns the job and the
+    /// output topic.
+    pub async fn start_fresh(
+        bench: &Bench,
+        run: &str,
+        guarantee: &str,
+        interval: &str,
+    ) -> anyhow::Result<(Self, String)> {
+        let name = format!("{}-{run}", bench.names.job);
+        let (input, output) = (format!("{name}.in"), format!("{name}.out"));
+        kafka::create_topic(&input, crate::PARTITIONS).await;
+        kafka::create_topic(&output, crate::PARTITIONS).await;
+        let mut job = BenchJob::new(bench, run, name, &input, &output, guarantee)?;
+        job.start_driver(interval);
+        for id in ["ex-1", "ex-2"] {
+            job.start_executor(id);
+        }
+        Ok((job, output))
     }
 
     /// Starts the driver with `batch_interval` set to `interval`; returns its pid.

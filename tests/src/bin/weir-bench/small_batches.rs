@@ -51,16 +51,9 @@ fn percentile(sorted: &[u64], q: f64) -> u64 {
 /// TRICKLE_SECONDS: what a small batch costs from first dispatch to commit, read from the
 /// driver's `Batch committed` lines.
 async fn small_batches(bench: &Bench, guarantee: &'static str) -> anyhow::Result<SmallBatches> {
-    let name = format!("{}-small-{guarantee}", bench.names.job);
-    let (input, output) = (format!("{name}.in"), format!("{name}.out"));
-    kafka::create_topic(&input, PARTITIONS).await;
-    kafka::create_topic(&output, PARTITIONS).await;
     let run = format!("small-{guarantee}");
-    let mut job = BenchJob::new(bench, &run, name, &input, &output, guarantee)?;
-    job.start_driver("200ms");
-    for id in ["ex-1", "ex-2"] {
-        job.start_executor(id);
-    }
+    let (mut job, _) = BenchJob::start_fresh(bench, &run, guarantee, "200ms").await?;
+    let input = job.input.clone();
     let slice = TRICKLE_RATE / 10;
     let total = slice * 10 * TRICKLE_SECONDS;
     let started = Instant::now();
